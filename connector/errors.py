@@ -1,0 +1,32 @@
+"""One exception hierarchy for every edge the connector talks to.
+
+Each error says whether retrying can help (`retriable`) so the engine decides in one place what to do,
+and carries the identifiers a support person needs. Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Root of all errors raised by `connector`."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class ConfigurationError(ConnectorError):
+    """A setting, credential or mapping is wrong; fix the configuration and restart."""
+
+
+class TransientError(ConnectorError):
+    """The other side is unavailable or throttling; the same call may succeed later."""
+
+    retriable = True
+
+
+class RemoteRejected(ConnectorError):
+    """The other side understood the request and refused it; resending the same bytes will not help."""

@@ -1,0 +1,161 @@
+"""A threaded WSGI server on loopback, with per-endpoint fault injection, shared by both emulators.
+
+Werkzeug's threaded server speaks HTTP/1.1 keep-alive and TLS, which is all an emulator needs; running it in a
+daemon thread lets tests start an emulator in-process on port 0 and talk to it over a real socket.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclass
+class FaultPlan:
+    """What to do wrong on one endpoint. Rates are probabilities in [0, 1]."""
+
+    error_rate: float = 0.0
+    error_status: int = 503
+    latency_s: float = 0.0
+    drop_rate: float = 0.0
+
+
+@dataclass
+class Faults:
+    """Fault plans by endpoint name ('*' applies to every endpoint without its own plan).
+
+    A seeded random source keeps a faulty run reproducible.
+    """
+
+    plans: dict[str, FaultPlan] = field(default_factory=dict)
+    seed: int = 0
+    _rng: random.Random = field(init=False, repr=False)
+    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def set(self, endpoint: str = "*", **plan: Any) -> None:
+        self.plans[endpoint] = FaultPlan(**plan)
+
+    def clear(self) -> None:
+        self.plans.clear()
+
+    def plan_for(self, endpoint: str) -> FaultPlan | None:
+        return self.plans.get(endpoint) or self.plans.get("*")
+
+    def roll(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate
+
+
+class DroppedConnection(Exception):
+    """Raised inside a handler to make the server close the socket without answering."""
+
+
+def drop_connection(environ: dict[str, Any]) -> None:
+    """Close the client's socket mid-request, as a crashed proxy would."""
+    sock = environ.get("werkzeug.socket")
+    if isinstance(sock, socket.socket):
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    raise DroppedConnection()
+
+
+def apply_faults(faults: Faults, endpoint: str, environ: dict[str, Any]) -> int | None:
+    """Sleep, drop or pick an error status for this request; return the status to fail with, if any."""
+    plan = faults.plan_for(endpoint)
+    if plan is None:
+        return None
+    if plan.latency_s > 0:
+        time.sleep(plan.latency_s)
+    if faults.roll(plan.drop_rate):
+        drop_connection(environ)
+    if faults.roll(plan.error_rate):
+        return plan.error_status
+    return None
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Keeps the emulators from printing one line per request."""
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        if type == "error":
+            super().log(type, message, *args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+
+class _DropSafeApp:
+    """Turns DroppedConnection into a silent close instead of a 500 page."""
+
+    def __init__(self, app: WSGIApp) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            return self.app(environ, start_response)
+        except DroppedConnection:
+            environ["werkzeug.socket"].close()
+            return []
+
+
+class EmulatorServer:
+    """Runs a WSGI app on 127.0.0.1 in a background thread until `stop()`."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._server: BaseWSGIServer = make_server(
+            host,
+            port,
+            _DropSafeApp(app),
+            threaded=True,
+            request_handler=_QuietHandler,
+            ssl_context=ssl_context,
+        )
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+        self.scheme = "https" if ssl_context else "http"
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self) -> str:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self.base_url
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
