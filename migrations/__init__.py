@@ -1,0 +1,1 @@
+"""Alembic environment and revisions for the `sync` tables (same migrations for SQLite and PostgreSQL)."""

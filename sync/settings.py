@@ -1,0 +1,219 @@
+"""The one settings object: environment variables over an optional YAML config file over defaults.
+
+Why a config file at all: intervals, batch sizes and URLs are deployment data worth reviewing in a
+file. Secrets are not: a config file that names a secret is refused, so a secret can only come from
+the environment and never ends up committed next to the mapping.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sync.errors import SettingsError
+
+CONFIG_FILE_ENV = "DISPATCH_CONNECTOR_CONFIG"
+SECRET_FIELDS = (
+    "dispatch_secret",
+    "salesforce_password",
+    "salesforce_security_token",
+    "salesforce_client_secret",
+    "dashboard_token",
+)
+
+
+class Settings(BaseSettings):
+    """Effective configuration. Field names are the environment variable names, lower-cased."""
+
+    model_config = SettingsConfigDict(extra="forbid", case_sensitive=False)
+
+    database_url: str = Field(
+        "sqlite:///dispatch_connector.db", description="SQLAlchemy URL of the store"
+    )
+    mapping_file: Path | None = Field(
+        None, description="CRM -> canonical mapping (YAML); default: bundled example"
+    )
+
+    dispatch_base_url: str = Field(
+        "https://connect-sbx.dispatch.me", description="Dispatch Connect base URL"
+    )
+    dispatch_public_key: str | None = Field(
+        None, description="X-Dispatch-Key, e.g. organization|123|acme"
+    )
+    dispatch_secret: SecretStr | None = Field(
+        None, description="hex HMAC secret (environment only)"
+    )
+    dispatch_acks: bool = Field(
+        True, description="confirm batches by ack events (false: by HTTP 200)"
+    )
+    dispatch_timeout_s: float = Field(30.0, gt=0, description="HTTP timeout for Dispatch calls")
+
+    salesforce_instance_url: str | None = Field(
+        None, description="https://yourorg.my.salesforce.com"
+    )
+    salesforce_username: str | None = Field(None, description="integration user")
+    salesforce_password: SecretStr | None = Field(None, description="environment only")
+    salesforce_security_token: SecretStr | None = Field(None, description="environment only")
+    salesforce_client_id: str | None = Field(None, description="connected app consumer key")
+    salesforce_client_secret: SecretStr | None = Field(None, description="environment only")
+    salesforce_api_version: str = Field("59.0", description="REST API version")
+    salesforce_ca_bundle: Path | None = Field(
+        None, description="CA bundle to trust (emulator or proxy)"
+    )
+
+    publish_interval_s: float = Field(60.0, gt=0, description="seconds between publish cycles")
+    poll_interval_s: float = Field(15.0, gt=0, description="seconds between agent/out drains")
+    process_interval_s: float = Field(
+        5.0, gt=0, description="seconds between inbox processing runs"
+    )
+    writeback_interval_s: float = Field(
+        10.0, gt=0, description="seconds between CRM write-back flushes"
+    )
+    lookback_s: float = Field(300.0, ge=0, description="SystemModstamp overlap re-read each cycle")
+    batch_size: int = Field(
+        200, ge=1, le=5000, description="canonical records per agent/in request"
+    )
+    writeback_batch_size: int = Field(
+        200, ge=1, le=200, description="records per sObject Collections call"
+    )
+    max_attempts: int = Field(5, ge=1, description="inbox attempts before a message goes dead")
+    log_retention_days: int = Field(
+        30, ge=1, description="sync-log rows older than this are purged"
+    )
+    log_json: bool = Field(False, description="structured JSON log lines")
+    dashboard_host: str = Field("127.0.0.1", description="dashboard bind address")
+    dashboard_port: int = Field(8765, ge=0, le=65535, description="dashboard port")
+    dashboard_token: SecretStr | None = Field(None, description="access token when not on loopback")
+
+    _config_file: ClassVar[Path | None] = None
+
+    @field_validator("dispatch_secret")
+    @classmethod
+    def _secret_is_hex(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value()
+            try:
+                bytes.fromhex(raw)
+            except ValueError:
+                raise ValueError(
+                    "must be a hex string (Dispatch gives the secret hex-encoded)"
+                ) from None
+            if not raw:
+                raise ValueError("must not be empty")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError(
+                "must be a URL such as sqlite:///file.db or postgresql+psycopg://host/db"
+            )
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls, cls._config_file))
+
+    def require(self, *names: str) -> None:
+        """Fail with one message naming every setting a command needs but does not have."""
+        missing = [name.upper() for name in names if getattr(self, name) in (None, "")]
+        if missing:
+            raise SettingsError(
+                f"missing setting(s): {', '.join(missing)}; set them in the environment"
+                + ("" if any(n in SECRET_FIELDS for n in names) else " or the config file")
+            )
+
+    def secret(self, name: str) -> str:
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else ""
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings for display, secrets replaced by a fixed mask."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********"
+            elif name == "database_url":
+                value = mask_url_password(value)
+            shown[name] = None if value is None else str(value)
+        return shown
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Reads the YAML config file; refuses secrets in it."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.data = _read_config_file(path) if path else {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path}: not valid YAML ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise SettingsError(f"config file {path}: must be a mapping of setting names to values")
+    data = {str(k).lower(): v for k, v in loaded.items()}
+    for name in SECRET_FIELDS:
+        if name in data:
+            raise SettingsError(
+                f"config file {path}: {name} is a secret; set {name.upper()} "
+                "in the environment instead and remove it from the file"
+            )
+    return data
+
+
+def mask_url_password(url: str) -> str:
+    """Hide the password part of a database URL (user:pass@host)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:********@{host}" if ":" in credentials else url
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once at start; any problem becomes one SettingsError naming the setting."""
+    path = config_file or os.environ.get(CONFIG_FILE_ENV)
+    Settings._config_file = Path(path) if path else None
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    finally:
+        Settings._config_file = None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "is not a known setting (see README, Configuration)"
+        problems.append(f"{name}: {message}")
+    return "invalid setting(s): " + "; ".join(problems)
