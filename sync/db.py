@@ -20,11 +20,13 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-import migrations
 from sync.errors import StoreNotReady
 from sync.settings import mask_url_password
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# `migrations` is installed beside `sync`; locating it by path avoids picking up another project's
+# top-level `migrations` package from the current directory.
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
@@ -32,9 +34,7 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(database_url, **kwargs)
     if url.drivername == "postgresql":
-        database_url = str(
-            url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-        )
+        database_url = str(url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
     return create_engine(database_url, pool_pre_ping=True, **kwargs)
 
 
@@ -76,7 +76,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 def alembic_config(engine: Engine | None = None, database_url: str | None = None) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if database_url:
         config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     if engine is not None:
@@ -100,9 +100,7 @@ def check_schema(engine: Engine) -> None:
     current, head = current_revision(engine), head_revision()
     where = mask_url_password(engine.url.render_as_string(hide_password=False))
     if current is None:
-        raise StoreNotReady(
-            f"database {where} has no connector tables; run `dispatch-connector db upgrade`"
-        )
+        raise StoreNotReady(f"database {where} has no connector tables; run `dispatch-connector db upgrade`")
     if current != head:
         script = ScriptDirectory.from_config(alembic_config())
         known = {rev.revision for rev in script.walk_revisions()}

@@ -74,9 +74,7 @@ class OutboxBatch(SQLModel, table=True):
     __tablename__ = "outbox_batch"
 
     message_id: str = Field(primary_key=True, max_length=64)
-    status: str = Field(
-        default="pending", max_length=16, index=True
-    )  # pending|sent|confirmed|failed
+    status: str = Field(default="pending", max_length=16, index=True)  # pending|sent|confirmed|failed
     attempts: int = 0
     record_count: int = 0
     payload: list[Any] | None = _json()

@@ -32,59 +32,35 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="forbid", case_sensitive=False)
 
-    database_url: str = Field(
-        "sqlite:///dispatch_connector.db", description="SQLAlchemy URL of the store"
-    )
+    database_url: str = Field("sqlite:///dispatch_connector.db", description="SQLAlchemy URL of the store")
     mapping_file: Path | None = Field(
         None, description="CRM -> canonical mapping (YAML); default: bundled example"
     )
 
-    dispatch_base_url: str = Field(
-        "https://connect-sbx.dispatch.me", description="Dispatch Connect base URL"
-    )
-    dispatch_public_key: str | None = Field(
-        None, description="X-Dispatch-Key, e.g. organization|123|acme"
-    )
-    dispatch_secret: SecretStr | None = Field(
-        None, description="hex HMAC secret (environment only)"
-    )
-    dispatch_acks: bool = Field(
-        True, description="confirm batches by ack events (false: by HTTP 200)"
-    )
+    dispatch_base_url: str = Field("https://connect-sbx.dispatch.me", description="Dispatch Connect base URL")
+    dispatch_public_key: str | None = Field(None, description="X-Dispatch-Key, e.g. organization|123|acme")
+    dispatch_secret: SecretStr | None = Field(None, description="hex HMAC secret (environment only)")
+    dispatch_acks: bool = Field(True, description="confirm batches by ack events (false: by HTTP 200)")
     dispatch_timeout_s: float = Field(30.0, gt=0, description="HTTP timeout for Dispatch calls")
 
-    salesforce_instance_url: str | None = Field(
-        None, description="https://yourorg.my.salesforce.com"
-    )
+    salesforce_instance_url: str | None = Field(None, description="https://yourorg.my.salesforce.com")
     salesforce_username: str | None = Field(None, description="integration user")
     salesforce_password: SecretStr | None = Field(None, description="environment only")
     salesforce_security_token: SecretStr | None = Field(None, description="environment only")
     salesforce_client_id: str | None = Field(None, description="connected app consumer key")
     salesforce_client_secret: SecretStr | None = Field(None, description="environment only")
     salesforce_api_version: str = Field("59.0", description="REST API version")
-    salesforce_ca_bundle: Path | None = Field(
-        None, description="CA bundle to trust (emulator or proxy)"
-    )
+    salesforce_ca_bundle: Path | None = Field(None, description="CA bundle to trust (emulator or proxy)")
 
     publish_interval_s: float = Field(60.0, gt=0, description="seconds between publish cycles")
     poll_interval_s: float = Field(15.0, gt=0, description="seconds between agent/out drains")
-    process_interval_s: float = Field(
-        5.0, gt=0, description="seconds between inbox processing runs"
-    )
-    writeback_interval_s: float = Field(
-        10.0, gt=0, description="seconds between CRM write-back flushes"
-    )
+    process_interval_s: float = Field(5.0, gt=0, description="seconds between inbox processing runs")
+    writeback_interval_s: float = Field(10.0, gt=0, description="seconds between CRM write-back flushes")
     lookback_s: float = Field(300.0, ge=0, description="SystemModstamp overlap re-read each cycle")
-    batch_size: int = Field(
-        200, ge=1, le=5000, description="canonical records per agent/in request"
-    )
-    writeback_batch_size: int = Field(
-        200, ge=1, le=200, description="records per sObject Collections call"
-    )
+    batch_size: int = Field(200, ge=1, le=5000, description="canonical records per agent/in request")
+    writeback_batch_size: int = Field(200, ge=1, le=200, description="records per sObject Collections call")
     max_attempts: int = Field(5, ge=1, description="inbox attempts before a message goes dead")
-    log_retention_days: int = Field(
-        30, ge=1, description="sync-log rows older than this are purged"
-    )
+    log_retention_days: int = Field(30, ge=1, description="sync-log rows older than this are purged")
     log_json: bool = Field(False, description="structured JSON log lines")
     dashboard_host: str = Field("127.0.0.1", description="dashboard bind address")
     dashboard_port: int = Field(8765, ge=0, le=65535, description="dashboard port")
@@ -100,9 +76,7 @@ class Settings(BaseSettings):
             try:
                 bytes.fromhex(raw)
             except ValueError:
-                raise ValueError(
-                    "must be a hex string (Dispatch gives the secret hex-encoded)"
-                ) from None
+                raise ValueError("must be a hex string (Dispatch gives the secret hex-encoded)") from None
             if not raw:
                 raise ValueError("must not be empty")
         return value
@@ -111,9 +85,7 @@ class Settings(BaseSettings):
     @classmethod
     def _url_has_scheme(cls, value: str) -> str:
         if "://" not in value:
-            raise ValueError(
-                "must be a URL such as sqlite:///file.db or postgresql+psycopg://host/db"
-            )
+            raise ValueError("must be a URL such as sqlite:///file.db or postgresql+psycopg://host/db")
         return value
 
     @classmethod

@@ -1,0 +1,95 @@
+"""The CLI as a user runs it: real subprocesses, real SQLite file, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SECRET = "c0ffee" * 10 + "abcd"
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DISPATCH_", "SALESFORCE_", "DATABASE_URL"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "sync.cli", *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_config_show_masks_secrets(tmp_path: Path) -> None:
+    result = run(
+        ["config", "show", "--json"], tmp_path, DISPATCH_SECRET=SECRET, SALESFORCE_PASSWORD="s3cr3t!"
+    )
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["dispatch_secret"] == "********"
+    assert SECRET not in result.stdout + result.stderr and "s3cr3t!" not in result.stdout + result.stderr
+
+
+def test_invalid_setting_exits_2_with_one_message(tmp_path: Path) -> None:
+    result = run(["config", "show"], tmp_path, DISPATCH_SECRET="xyz-not-hex")
+    assert result.returncode == 2
+    assert "DISPATCH_SECRET: must be a hex string" in result.stderr
+    assert "Traceback" not in result.stderr and "xyz-not-hex" not in result.stderr
+
+
+def test_unmigrated_database_is_refused_then_upgrade_fixes_it(tmp_path: Path) -> None:
+    refused = run(["log"], tmp_path)
+    assert refused.returncode == 2
+    assert "dispatch-connector db upgrade" in refused.stderr
+    upgraded = run(["db", "upgrade"], tmp_path)
+    assert upgraded.returncode == 0 and "database at schema" in upgraded.stdout
+    assert (tmp_path / "dispatch_connector.db").exists()
+    current = run(["db", "current"], tmp_path)
+    assert "up to date" in current.stdout
+    assert run(["log", "--json"], tmp_path).returncode == 0
+    down = run(["db", "downgrade", "base"], tmp_path)
+    assert down.returncode == 0 and "base (empty)" in down.stdout
+
+
+def test_log_filters_by_level_and_record(tmp_path: Path) -> None:
+    from sync.db import make_engine, session_scope, upgrade
+    from sync.synclog import write_log
+
+    url = f"sqlite:///{tmp_path}/dispatch_connector.db"
+    engine = make_engine(url)
+    upgrade(engine)
+    with session_scope(engine) as session:
+        write_log(
+            session,
+            "address incomplete",
+            level="error",
+            direction="out",
+            entity="job",
+            crm_record_id="0WO1",
+            external_id="WO-1",
+            msg_id="m-1",
+        )
+        write_log(session, "job scheduled", level="info", direction="in", entity="job", crm_record_id="0WO2")
+    engine.dispose()
+    errors = run(["log", "--level", "error", "--json"], tmp_path)
+    lines = [json.loads(line) for line in errors.stdout.splitlines()]
+    assert [row["message"] for row in lines] == ["address incomplete"]
+    by_record = run(["log", "--record", "0WO2", "--json", "--since", "1h"], tmp_path)
+    assert [json.loads(line)["message"] for line in by_record.stdout.splitlines()] == ["job scheduled"]
+    bad = run(["log", "--since", "yesterday"], tmp_path)
+    assert bad.returncode == 2 and "use a number and a unit" in bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["job", "appointment", "offer", "estimate", "invoice"])
+def test_machines_prints_tables_and_writes_diagrams(tmp_path: Path, kind: str) -> None:
+    result = run(["machines", "--out", str(tmp_path / "d")], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"{kind} machine" in result.stdout
+    assert "stateDiagram" in (tmp_path / "d" / f"{kind}.mmd").read_text()
