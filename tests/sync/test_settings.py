@@ -63,9 +63,9 @@ def test_secret_in_file_is_refused(tmp_path: Path) -> None:
 def test_broken_or_missing_file_is_named(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("batch_size: [1,\n")
-    with pytest.raises(SettingsError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(SettingsError, match=r"broken\.yaml: not valid YAML"):
         load_settings(broken)
-    with pytest.raises(SettingsError, match="nope.yaml: cannot be read"):
+    with pytest.raises(SettingsError, match=r"nope\.yaml: cannot be read"):
         load_settings(tmp_path / "nope.yaml")
 
 
