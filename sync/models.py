@@ -157,8 +157,10 @@ class WriteBack(SQLModel, table=True):
     __table_args__ = (Index("ix_write_back_pending", "status", "next_attempt_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
+    operation: str = Field(default="update", max_length=10)  # update|create
     crm_object: str = Field(max_length=80)
-    crm_id: str = Field(max_length=18)
+    crm_id: str | None = Field(default=None, max_length=18)
+    external_id: str | None = Field(default=None, max_length=255)  # for creates: links the new CRM id
     fields: dict[str, Any] | None = _json()
     source: str | None = Field(default=None, max_length=128)
     status: str = Field(default="pending", max_length=16)  # pending|done|failed

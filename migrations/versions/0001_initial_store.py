@@ -152,8 +152,10 @@ def upgrade() -> None:
     op.create_table(
         "write_back",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("operation", sa.String(length=10), nullable=False),
         sa.Column("crm_object", sa.String(length=80), nullable=False),
-        sa.Column("crm_id", sa.String(length=18), nullable=False),
+        sa.Column("crm_id", sa.String(length=18), nullable=True),
+        sa.Column("external_id", sa.String(length=255), nullable=True),
         sa.Column("fields", sa.JSON(), nullable=True),
         sa.Column("source", sa.String(length=128), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),

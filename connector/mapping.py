@@ -1,0 +1,372 @@
+"""The declarative CRM -> canonical mapping, loaded from one YAML file and validated at start-up.
+
+Why data and not code: every Salesforce org is customised differently (field names, flags, status picklists),
+and the connector must serve a new org with a new file, not a new release. The file also names the fields the
+connector writes back, so the publisher can tell its own writes (echoes) from an admin's changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from connector.errors import ConfigurationError
+
+RECORD_TYPES = (
+    "organization",
+    "customer",
+    "user",
+    "job",
+    "appointment",
+    "attachment",
+    "billing_item",
+    "billing_document",
+)
+DEFAULT_MAPPING = Path(__file__).parent / "mappings" / "salesforce_default.yaml"
+_TEMPLATE_FIELD = re.compile(r"\{([A-Za-z_][\w.]*)\}")
+
+
+class MappingFileError(ConfigurationError):
+    """The mapping file is unreadable or invalid; names the file, the key and what is wrong."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ValueSpec(_Strict):
+    """Where one canonical value comes from: a CRM field path, a constant, a template or an earlier record."""
+
+    field: str | None = None
+    const: Any = None
+    template: str | None = None
+    ref: str | None = None
+    map: dict[str, Any] | None = None
+    default: Any = None
+    format: Literal["string", "datetime", "date", "int", "float", "bool"] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ValueSpec:
+        sources = [s for s in ("field", "template", "ref") if getattr(self, s) is not None]
+        if len(sources) > 1:
+            raise ValueError(f"give only one of field, template, ref (got {', '.join(sources)})")
+        if not sources and self.const is None:
+            raise ValueError("needs one of field, const, template or ref")
+        return self
+
+    def crm_fields(self) -> list[str]:
+        if self.field:
+            return [self.field]
+        return _TEMPLATE_FIELD.findall(self.template or "")
+
+
+def _coerce_value_spec(value: Any) -> Any:
+    return {"field": value} if isinstance(value, str) else value
+
+
+class RecordSpec(_Strict):
+    """One canonical record built from a CRM row; emitted only when `when` (a CRM field path) has a value."""
+
+    type: Literal[
+        "organization",
+        "customer",
+        "user",
+        "job",
+        "appointment",
+        "attachment",
+        "billing_item",
+        "billing_document",
+    ]
+    external_id: ValueSpec
+    fields: dict[str, ValueSpec] = Field(default_factory=dict)
+    when: str | None = None
+
+    @field_validator("external_id", mode="before")
+    @classmethod
+    def _external_id(cls, value: Any) -> Any:
+        return _coerce_value_spec(value)
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _fields(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {k: _coerce_value_spec(v) for k, v in value.items()}
+
+
+class FlagSpec(_Strict):
+    field: str
+    when: Literal["not_null", "true"] = "not_null"
+
+    def soql_condition(self) -> str:
+        return f"{self.field} != null" if self.when == "not_null" else f"{self.field} = true"
+
+
+class WriteBackSpec(_Strict):
+    """CRM field names the connector writes. None disables that write."""
+
+    last_synced: str | None = "Dispatch_Last_Synced__c"
+    error: str | None = "Dispatch_Error__c"
+    last_updated_from_dispatch: str | None = "Last_Updated_from_Dispatch__c"
+    status: str | None = "Dispatch_Status__c"
+    status_reason: str | None = "Dispatch_Status_Reason__c"
+    milestones: dict[str, str] = Field(default_factory=dict)
+    appointment_start: str | None = None
+    appointment_end: str | None = None
+    survey_rating: str | None = None
+    survey_comments: str | None = None
+    error_max_length: int = 255
+
+    def all_fields(self) -> set[str]:
+        names = {
+            self.last_synced,
+            self.error,
+            self.last_updated_from_dispatch,
+            self.status,
+            self.status_reason,
+            self.appointment_start,
+            self.appointment_end,
+            self.survey_rating,
+            self.survey_comments,
+            *self.milestones.values(),
+        }
+        return {name for name in names if name}
+
+
+class PendingSpec(_Strict):
+    """'Dispatch Pending' mode: publish only records whose pending flag is set, then clear the flag."""
+
+    field: str
+    clear_value: Any = False
+
+
+class InboundJobSpec(_Strict):
+    """Jobs born in Dispatch: create (or update) a CRM record from the job event's attributes."""
+
+    enabled: bool = False
+    fields: dict[str, str] = Field(default_factory=dict)  # CRM field -> job attribute path
+    constants: dict[str, Any] = Field(default_factory=dict)
+
+
+class ObjectSpec(_Strict):
+    """How one CRM object (WorkOrder, Account, ...) is published and written back."""
+
+    flag: FlagSpec
+    select: list[str]
+    relevant: list[str] | None = None
+    records: list[RecordSpec]
+    status_field: str | None = None
+    status_map: dict[str, str] = Field(default_factory=dict)
+    on_unflag: Literal["ignore", "cancel"] = "ignore"
+    pending: PendingSpec | None = None
+    write_back: WriteBackSpec = Field(default_factory=WriteBackSpec)
+    inbound_jobs: InboundJobSpec = Field(default_factory=InboundJobSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ObjectSpec:
+        selected = {f.lower() for f in self.select}
+        if "id" not in selected:
+            raise ValueError("select must include Id")
+        for name in self.referenced_fields():
+            if name.lower() not in selected:
+                raise ValueError(f"field {name!r} is used but not in select")
+        echo = {f.lower() for f in self.relevant_fields()} & {f.lower() for f in self.write_back.all_fields()}
+        if echo:
+            raise ValueError(
+                f"relevant fields {sorted(echo)} are also written back: every write-back would "
+                "republish the record; remove them from relevant"
+            )
+        types = [r.type for r in self.records]
+        for spec in self.records:
+            for value in (spec.external_id, *spec.fields.values()):
+                if value.ref and value.ref not in types[: types.index(spec.type)]:
+                    raise ValueError(f"{spec.type} refers to {value.ref!r}, which is not an earlier record")
+        return self
+
+    def referenced_fields(self) -> list[str]:
+        names: list[str] = [self.flag.field]
+        for spec in self.records:
+            for value in (spec.external_id, *spec.fields.values()):
+                names.extend(value.crm_fields())
+            if spec.when:
+                names.append(spec.when)
+        if self.status_field:
+            names.append(self.status_field)
+        if self.pending:
+            names.append(self.pending.field)
+        return names
+
+    def relevant_fields(self) -> list[str]:
+        """Fields whose change publishes; by default every field the records use, plus the flag."""
+        if self.relevant is not None:
+            return list(self.relevant)
+        seen: dict[str, None] = {}
+        for name in self.referenced_fields():
+            if not (self.pending and name == self.pending.field):
+                seen.setdefault(name, None)
+        return list(seen)
+
+    def primary_record(self) -> RecordSpec:
+        """The record whose external id identifies the CRM row (job for a work order, ...): the last one."""
+        return self.records[-1]
+
+
+class Mapping_(_Strict):
+    version: Literal[1] = 1
+    objects: dict[str, ObjectSpec]
+
+
+class MappingConfig:
+    """A validated mapping file."""
+
+    def __init__(self, spec: Mapping_, source: Path) -> None:
+        self.spec = spec
+        self.source = source
+
+    @property
+    def objects(self) -> dict[str, ObjectSpec]:
+        return self.spec.objects
+
+    def object(self, name: str) -> ObjectSpec:
+        try:
+            return self.spec.objects[name]
+        except KeyError:
+            known = ", ".join(self.spec.objects)
+            raise MappingFileError(
+                f"{self.source}: no mapping for CRM object {name!r} (mapped: {known})"
+            ) from None
+
+
+def load_mapping(path: str | Path | None = None) -> MappingConfig:
+    source = Path(path) if path else DEFAULT_MAPPING
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MappingFileError(f"mapping file {source}: cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise MappingFileError(f"mapping file {source}: not valid YAML ({exc})") from None
+    try:
+        return MappingConfig(Mapping_.model_validate(raw), source)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise MappingFileError(f"mapping file {source}: {problems}") from None
+
+
+# --- building canonical records ---------------------------------------------------------------------------
+class RecordBuildError(ConfigurationError):
+    """A CRM row cannot be turned into canonical records (for example a value the status map does not know)."""
+
+
+def field_value(row: Mapping[str, Any], path: str) -> Any:
+    """Read `Account.Name` from a Salesforce row (parents come nested, with an `attributes` key)."""
+    value: Any = row
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _format(value: Any, fmt: str | None) -> Any:
+    if value is None or fmt is None:
+        return value
+    if fmt == "string":
+        return str(value)
+    if fmt == "int":
+        return int(value)
+    if fmt == "float":
+        return float(value)
+    if fmt == "bool":
+        return bool(value)
+    if fmt == "datetime":
+        parsed = (
+            value
+            if isinstance(value, datetime)
+            else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        )
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    if fmt == "date":
+        return (value if isinstance(value, date) else date.fromisoformat(str(value)[:10])).isoformat()
+    raise RecordBuildError(f"unknown format {fmt!r}")
+
+
+def resolve(spec: ValueSpec, row: Mapping[str, Any], refs: Mapping[str, str]) -> Any:
+    if spec.ref:
+        value: Any = refs.get(spec.ref)
+    elif spec.template is not None:
+        parts = {name: field_value(row, name) for name in _TEMPLATE_FIELD.findall(spec.template)}
+        if any(v in (None, "") for v in parts.values()):
+            value = None
+        else:
+            value = _TEMPLATE_FIELD.sub(lambda m: str(parts[m.group(1)]), spec.template)
+    elif spec.field:
+        value = field_value(row, spec.field)
+    else:
+        value = spec.const
+    if spec.map is not None and value is not None:
+        if str(value) not in spec.map:
+            if spec.default is None:
+                raise RecordBuildError(
+                    f"value {value!r} of {spec.field or spec.template} is not in the value map "
+                    f"(known: {', '.join(spec.map)}); add it to the mapping file"
+                )
+            value = spec.default
+        else:
+            value = spec.map[str(value)]
+    if value in (None, "") and spec.default is not None:
+        value = spec.default
+    return _format(value, spec.format)
+
+
+def _set_path(target: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[leaf] = value
+
+
+def build_records(obj: ObjectSpec, row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Canonical records for one CRM row, in the mapping's (dependency) order, as
+    `{"record_type": ..., "record": {...}}`. Empty values are left out, as Dispatch treats absent as unchanged."""
+    refs: dict[str, str] = {}
+    built: list[dict[str, Any]] = []
+    for spec in obj.records:
+        if spec.when and field_value(row, spec.when) in (None, "", False):
+            continue
+        external_id = resolve(spec.external_id, row, refs)
+        if external_id in (None, ""):
+            continue
+        record: dict[str, Any] = {"external_id": str(external_id)}
+        for path, value_spec in spec.fields.items():
+            value = resolve(value_spec, row, refs)
+            if value not in (None, ""):
+                _set_path(record, path, value)
+        refs[spec.type] = str(external_id)
+        built.append({"record_type": spec.type, "record": record})
+    return built
+
+
+def relevant_hash(obj: ObjectSpec, row: Mapping[str, Any]) -> str:
+    """Stable hash of the relevant fields: equal hash means nothing worth publishing changed."""
+    values = {name: field_value(row, name) for name in sorted(obj.relevant_fields())}
+    encoded = json.dumps(values, sort_keys=True, default=str, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def relevant_snapshot(obj: ObjectSpec, row: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: field_value(row, name) for name in obj.relevant_fields()}
+
+
+def soql_select(obj: ObjectSpec, object_name: str, extra: Iterable[str] = ()) -> str:
+    fields: dict[str, None] = dict.fromkeys([*obj.select, "SystemModstamp", *extra])
+    return f"SELECT {', '.join(fields)} FROM {object_name}"
