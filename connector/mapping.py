@@ -264,7 +264,7 @@ def load_mapping(path: str | Path | None = None) -> MappingConfig:
 
 # --- building canonical records ---------------------------------------------------------------------------
 class RecordBuildError(ConfigurationError):
-    """A CRM row cannot be turned into canonical records (for example a value the status map does not know)."""
+    """A CRM row cannot become canonical records (for example a status the value map does not know)."""
 
 
 def field_value(row: Mapping[str, Any], path: str) -> Any:
@@ -337,7 +337,8 @@ def _set_path(target: dict[str, Any], path: str, value: Any) -> None:
 
 def build_records(obj: ObjectSpec, row: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Canonical records for one CRM row, in the mapping's (dependency) order, as
-    `{"record_type": ..., "record": {...}}`. Empty values are left out, as Dispatch treats absent as unchanged."""
+    `{"record_type": ..., "record": {...}}`. Empty values are left out: Dispatch treats absent as
+    unchanged."""
     refs: dict[str, str] = {}
     built: list[dict[str, Any]] = []
     for spec in obj.records:

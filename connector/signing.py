@@ -18,9 +18,7 @@ def _key(secret_hex: str) -> bytes:
         return bytes.fromhex(secret_hex.strip())
     except ValueError:
         # The message names the problem, never the value: the value is a secret.
-        raise ConfigurationError(
-            "The Dispatch secret is not a hex string (check DISPATCH_SECRET)"
-        ) from None
+        raise ConfigurationError("The Dispatch secret is not a hex string (check DISPATCH_SECRET)") from None
 
 
 def sign(secret_hex: str, body: bytes) -> str:
