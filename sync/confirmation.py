@@ -1,0 +1,171 @@
+"""Sync confirmation: the one code path for `ack` and `err` events (and for HTTP-200 confirmation).
+
+The publisher records which CRM record every canonical record of a batch came from (outbox items); an
+`ack` or `err` carrying the batch's `msg_id` is matched back to that record here, whether it arrives
+through the poller or a test. Confirmation writes Dispatch_Last_Synced__c and clears Dispatch_Error__c;
+an error writes the error field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from connector.mapping import MappingConfig
+from sync.dbtypes import utcnow
+from sync.models import OutboxBatch, OutboxItem, TrackedRecord
+from sync.synclog import write_log
+from sync.writeback import enqueue_update
+
+
+def _items(
+    session: Session, msg_id: str | None, record_type: str | None, external_id: str | None
+) -> list[OutboxItem]:
+    query = select(OutboxItem)
+    if msg_id:
+        query = query.where(col(OutboxItem.message_id) == msg_id)
+    if record_type:
+        query = query.where(col(OutboxItem.record_type) == record_type)
+    if external_id:
+        query = query.where(col(OutboxItem.external_id) == str(external_id))
+    return list(session.exec(query).all()) if (msg_id or external_id) else []
+
+
+def _tracked(session: Session, item: OutboxItem) -> TrackedRecord | None:
+    if not item.crm_object or not item.crm_id:
+        return None
+    return session.exec(
+        select(TrackedRecord).where(
+            col(TrackedRecord.crm_object) == item.crm_object, col(TrackedRecord.crm_id) == item.crm_id
+        )
+    ).first()
+
+
+def confirm_record(session: Session, mapping: MappingConfig, tracked: TrackedRecord, *, source: str) -> None:
+    now = utcnow()
+    tracked.confirmed_at, tracked.last_error = now, None
+    session.add(tracked)
+    spec = mapping.objects.get(tracked.crm_object)
+    if spec is None:
+        return
+    fields: dict[str, Any] = {}
+    if spec.write_back.last_synced:
+        fields[spec.write_back.last_synced] = now.isoformat()
+    if spec.write_back.error:
+        fields[spec.write_back.error] = None
+    enqueue_update(session, tracked.crm_object, tracked.crm_id, fields, source=source)
+
+
+def record_error(
+    session: Session,
+    mapping: MappingConfig,
+    tracked: TrackedRecord,
+    message: str,
+    *,
+    source: str,
+    msg_id: str | None,
+    entity: str | None,
+    direction: str = "out",
+) -> None:
+    spec = mapping.objects.get(tracked.crm_object)
+    limit = spec.write_back.error_max_length if spec else 255
+    tracked.last_error = message
+    session.add(tracked)
+    if spec and spec.write_back.error:
+        enqueue_update(
+            session,
+            tracked.crm_object,
+            tracked.crm_id,
+            {spec.write_back.error: message[:limit]},
+            source=source,
+        )
+    write_log(
+        session,
+        message,
+        level="error",
+        direction=direction,
+        entity=entity,
+        crm_record_id=tracked.crm_id,
+        external_id=tracked.external_id,
+        msg_id=msg_id,
+    )
+
+
+def _close_batch_if_done(session: Session, msg_id: str) -> None:
+    batch = session.get(OutboxBatch, msg_id)
+    if batch is None or batch.status == "confirmed":
+        return
+    pending = session.exec(
+        select(OutboxItem.id).where(col(OutboxItem.message_id) == msg_id, col(OutboxItem.status) == "pending")
+    ).first()
+    if pending is None:
+        batch.status, batch.confirmed_at = "confirmed", utcnow()
+        session.add(batch)
+
+
+def apply_ack(session: Session, mapping: MappingConfig, ack: Mapping[str, Any], *, source: str) -> bool:
+    """Mark the acknowledged canonical record; confirm its CRM record when it is that record's primary one."""
+    msg_id, model, external_id = ack.get("msg_id"), ack.get("model"), ack.get("external_id")
+    items = _items(session, msg_id, model, external_id)
+    if not items:
+        write_log(
+            session,
+            f"ack for {model} {external_id} matches no published batch (msg_id {msg_id})",
+            level="warning",
+            direction="in",
+            entity=model,
+            external_id=external_id,
+            msg_id=msg_id,
+        )
+        return False
+    for item in items:
+        item.status = "acked"
+        session.add(item)
+        tracked = _tracked(session, item)
+        if tracked and tracked.external_id == item.external_id and tracked.last_message_id == item.message_id:
+            if ack.get("id") is not None:
+                tracked.dispatch_id = str(ack["id"])
+            confirm_record(session, mapping, tracked, source=source)
+        _close_batch_if_done(session, item.message_id)
+    return True
+
+
+def apply_err(session: Session, mapping: MappingConfig, err: Mapping[str, Any], *, source: str) -> bool:
+    """Put Dispatch's error message on the CRM record (cut to the field length) and in the sync log."""
+    msg_id, model, external_id = err.get("msg_id"), err.get("data_type"), err.get("external_id")
+    message = str(err.get("message") or "Dispatch reported an error without a message")
+    items = _items(session, msg_id, model, external_id)
+    if not items:
+        write_log(
+            session,
+            f"Dispatch error for {model} {external_id}: {message}",
+            level="error",
+            direction="out",
+            entity=model,
+            external_id=external_id,
+            msg_id=msg_id,
+            details={"note": "matches no published batch"},
+        )
+        return False
+    for item in items:
+        item.status = "error"
+        session.add(item)
+        tracked = _tracked(session, item)
+        if tracked is not None:
+            text = f"Dispatch rejected {model} {external_id}: {message}"
+            record_error(session, mapping, tracked, text, source=source, msg_id=msg_id, entity=model)
+        _close_batch_if_done(session, item.message_id)
+    return True
+
+
+def confirm_batch_on_http_200(session: Session, mapping: MappingConfig, message_id: str) -> None:
+    """When acks are off, HTTP 200 is the confirmation (weaker: received, not applied)."""
+    for item in session.exec(select(OutboxItem).where(col(OutboxItem.message_id) == message_id)).all():
+        item.status = "acked"
+        session.add(item)
+        tracked = _tracked(session, item)
+        if tracked and tracked.external_id == item.external_id and tracked.last_message_id == message_id:
+            confirm_record(session, mapping, tracked, source=f"batch {message_id}")
+    _close_batch_if_done(session, message_id)

@@ -1,0 +1,167 @@
+"""Dispatch -> CRM, step one: drain `agent/out` into the inbox, store first, then ack.
+
+Exactly the playbook's polling best practices: ask for 10, commit each message to the inbox, acknowledge
+it right after its own commit (never before, and never when storing failed, so Dispatch redelivers it),
+poll again while a full page came back. Acks of a stored page go out concurrently to save round trips. A
+redelivered message (same ID) hits the same inbox row: it is acked again and counted, with no second
+effect. Only one poller runs at a time (sync.locks). Business processing happens later, in
+sync.processor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session
+
+from connector.dispatch_connect import MAX_MESSAGES_PER_POLL, MalformedPage, OutboundMessage
+from connector.errors import ConnectorError
+from sync.context import SyncContext
+from sync.db import session_scope
+from sync.dbtypes import utcnow
+from sync.locks import single_instance
+from sync.models import InboxMessage
+from sync.synclog import write_log
+
+MAX_PAGES_PER_DRAIN = 1000
+ACK_THREADS = 4
+
+
+@dataclass
+class PollReport:
+    polls: int = 0
+    received: int = 0
+    stored: int = 0
+    redelivered: int = 0
+    acked: int = 0
+    store_failures: list[str] = field(default_factory=list)
+    ack_failures: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)  # ordered "stored:ID" / "acked:ID", for tests
+
+
+def entity_key(message: OutboundMessage) -> str | None:
+    """`kind:external id` of the first action, so one entity's events can be found and ordered."""
+    for action in message.actions:
+        data = action.data
+        external = data.get("external_id") or (data.get("job") or {}).get("external_id") or data.get("id")
+        if external is not None:
+            return f"{action.put_type}:{external}"[:300]
+    return None
+
+
+def store_message(session: Session, message: OutboundMessage) -> bool:
+    """Insert the message, or count a redelivery. Returns True when it was new."""
+    existing = session.get(InboxMessage, message.id)
+    if existing is not None:
+        existing.deliveries += 1
+        existing.receipt = message.receipt
+        session.add(existing)
+        return False
+    session.add(
+        InboxMessage(
+            message_id=message.id,
+            procedure_id=message.procedure_id,
+            receipt=message.receipt,
+            type=message.type,
+            entity_key=entity_key(message),
+            payload=message.raw,
+            received_at=utcnow(),
+        )
+    )
+    return True
+
+
+StoreHook = Callable[[OutboundMessage], None]
+
+
+def drain_outbound_queue(ctx: SyncContext, *, before_store: StoreHook | None = None) -> PollReport:
+    """Poll until a page comes back short. `before_store` lets tests inject a storage failure."""
+    report = PollReport()
+    with single_instance(ctx.engine, "poller"), ThreadPoolExecutor(ACK_THREADS) as pool:
+        for _ in range(MAX_PAGES_PER_DRAIN):
+            page = _poll_page(ctx, report)
+            report.polls += 1
+            report.received += len(page)
+            acks = [
+                ack for message in page if (ack := _store_then_ack(ctx, pool, message, report, before_store))
+            ]
+            for future in acks:
+                future.result()
+            if len(page) < MAX_MESSAGES_PER_POLL:
+                break
+    return report
+
+
+def _poll_page(ctx: SyncContext, report: PollReport) -> list[OutboundMessage]:
+    try:
+        return ctx.dispatch.poll(MAX_MESSAGES_PER_POLL)
+    except MalformedPage as exc:
+        # Keep the well-formed messages; the bad ones stay un-acked (Dispatch redelivers) and are logged.
+        with session_scope(ctx.engine) as session:
+            write_log(
+                session,
+                f"agent/out returned malformed messages; they were not acknowledged: {exc}",
+                level="error",
+                direction="in",
+                details={"bad": exc.bad},
+            )
+        return list(exc.messages)
+
+
+def _store_then_ack(
+    ctx: SyncContext,
+    pool: ThreadPoolExecutor,
+    message: OutboundMessage,
+    report: PollReport,
+    before_store: StoreHook | None,
+) -> Future[Any] | None:
+    try:
+        with session_scope(ctx.engine) as session:
+            if before_store:
+                before_store(message)
+            new = store_message(session, message)
+    except (
+        Exception
+    ) as exc:  # storing failed: do not ack, Dispatch will redeliver after the visibility timeout
+        report.store_failures.append(f"{message.id}: {exc}")
+        _log_store_failure(ctx, message, exc)
+        return None
+    report.stored += int(new)
+    report.redelivered += int(not new)
+    report.events.append(f"stored:{message.id}")
+    return pool.submit(_ack, ctx, message, report)
+
+
+def _log_store_failure(ctx: SyncContext, message: OutboundMessage, exc: Exception) -> None:
+    try:
+        with session_scope(ctx.engine) as session:
+            write_log(
+                session,
+                f"could not store message {message.id}; not acknowledged, Dispatch will "
+                f"redeliver it: {type(exc).__name__}: {exc}",
+                level="error",
+                direction="in",
+                msg_id=message.id,
+                entity=message.type,
+            )
+    except Exception:  # the store is down; the message is still safe in Dispatch's queue
+        pass
+
+
+def _ack(ctx: SyncContext, message: OutboundMessage, report: PollReport) -> None:
+    try:
+        ctx.dispatch.ack(message.receipt, message.procedure_id)
+    except ConnectorError as exc:
+        # Stored but not acked: it comes back after the visibility timeout and is recognised as a redelivery.
+        report.ack_failures.append(f"{message.id}: {exc}")
+        return
+    report.acked += 1
+    report.events.append(f"acked:{message.id}")
+    with session_scope(ctx.engine) as session:
+        row = session.get(InboxMessage, message.id)
+        if row is not None and row.acked_at is None:
+            row.acked_at = utcnow()
+            session.add(row)

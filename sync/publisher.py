@@ -1,0 +1,401 @@
+"""CRM -> Dispatch: find flagged records whose relevant fields changed, and publish them as change sets.
+
+One cycle per mapped CRM object: one SOQL query over the SystemModstamp watermark (re-reading a lookback
+window, because a transaction that commits late can carry an older SystemModstamp than one already seen),
+a hash of the relevant fields against the stored snapshot to decide what really changed, strict
+validation of the status the CRM asks for, then the change set is cut into batches. Batches, snapshots
+and the watermark commit together into the outbox before anything is sent, so a crash re-sends the same
+MessageId instead of losing or doubling a batch. The connector's own write-backs touch no relevant field,
+so they hash the same and never echo.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from connector.errors import ConnectorError
+from connector.mapping import (
+    RECORD_TYPES,
+    ObjectSpec,
+    RecordBuildError,
+    build_records,
+    field_value,
+    relevant_hash,
+    relevant_snapshot,
+    soql_select,
+)
+from statemachines import EntityState, StateMachineError, allowed_targets, request_change
+from sync.confirmation import confirm_batch_on_http_200, record_error
+from sync.context import SyncContext
+from sync.db import session_scope
+from sync.dbtypes import utcnow
+from sync.locks import single_instance
+from sync.models import EntityStateRow, OutboxBatch, OutboxItem, TrackedRecord, Watermark
+from sync.synclog import write_log
+from sync.writeback import enqueue_update
+
+ROWS_PER_CHUNK = 500
+STATUS_KEY, ORG_KEY = "_requested_status", "_organization"
+
+
+@dataclass
+class PublishReport:
+    read: int = 0
+    changed: int = 0
+    refused: int = 0
+    canonical_records: int = 0
+    batches_created: list[str] = field(default_factory=list)
+    requests_sent: int = 0
+    send_errors: list[str] = field(default_factory=list)
+    payloads: list[list[dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass
+class _Change:
+    crm_object: str
+    crm_id: str
+    primary: tuple[str, str]
+    records: list[dict[str, Any]]
+
+
+def publish_changes(
+    ctx: SyncContext,
+    *,
+    dry_run: bool = False,
+    full: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> PublishReport:
+    """Run one publish cycle: re-send what a crash left pending, then collect and send new change sets."""
+    report = PublishReport()
+    if dry_run:
+        with session_scope(ctx.engine) as session:
+            changes = _collect_all(ctx, session, report, full, progress)
+            report.payloads = [batch for batch, _ in _batches(changes, ctx.settings.batch_size)]
+            session.rollback()
+        return report
+    with single_instance(ctx.engine, "publisher"):
+        _send_pending(ctx, report)
+        with session_scope(ctx.engine) as session:
+            changes = _collect_all(ctx, session, report, full, progress)
+            _write_outbox(session, changes, ctx.settings.batch_size, report)
+        _send_pending(ctx, report)
+    return report
+
+
+# --- collecting changes ---------------------------------------------------------------------------------
+def _collect_all(
+    ctx: SyncContext,
+    session: Session,
+    report: PublishReport,
+    full: bool,
+    progress: Callable[[int], None] | None,
+) -> list[_Change]:
+    changes: list[_Change] = []
+    for name, spec in ctx.mapping.objects.items():
+        changes.extend(_collect_object(ctx, session, name, spec, report, full, progress))
+    return changes
+
+
+def _query_for(ctx: SyncContext, session: Session, name: str, spec: ObjectSpec, full: bool) -> str:
+    soql = soql_select(spec, name)
+    if spec.pending:
+        return f"{soql} WHERE {spec.pending.field} = true ORDER BY SystemModstamp"
+    mark = session.get(Watermark, name)
+    if full or mark is None or mark.system_modstamp is None:
+        return f"{soql} WHERE {spec.flag.soql_condition()} ORDER BY SystemModstamp"
+    since = mark.system_modstamp - timedelta(seconds=ctx.settings.lookback_s)
+    # Unflagged rows come back too, so an admin clearing the flag is seen (on_unflag).
+    return f"{soql} WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp"
+
+
+def _soql_datetime(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _collect_object(
+    ctx: SyncContext,
+    session: Session,
+    name: str,
+    spec: ObjectSpec,
+    report: PublishReport,
+    full: bool,
+    progress: Callable[[int], None] | None,
+) -> Iterator[_Change]:
+    newest: datetime | None = None
+    rows = ctx.crm.query_iter(_query_for(ctx, session, name, spec, full))
+    for chunk in _chunks(rows, ROWS_PER_CHUNK):
+        tracked = _load_tracked(session, name, [str(row["Id"]) for row in chunk])
+        for row in chunk:
+            report.read += 1
+            newest = _later(newest, row.get("SystemModstamp"))
+            change = _decide(ctx, session, name, spec, row, tracked.get(str(row["Id"])), report)
+            if change is not None:
+                report.changed += 1
+                yield change
+        if progress:
+            progress(len(chunk))
+    if newest is not None and not spec.pending:
+        mark = session.get(Watermark, name) or Watermark(crm_object=name)
+        if mark.system_modstamp is None or newest > mark.system_modstamp:
+            mark.system_modstamp = newest
+        mark.updated_at = utcnow()
+        session.add(mark)
+
+
+def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _later(current: datetime | None, value: Any) -> datetime | None:
+    if not value:
+        return current
+    stamp = (
+        value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    )
+    if stamp.tzinfo is None:
+        from datetime import UTC
+
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp if current is None or stamp > current else current
+
+
+def _load_tracked(session: Session, name: str, ids: list[str]) -> dict[str, TrackedRecord]:
+    query = select(TrackedRecord).where(
+        col(TrackedRecord.crm_object) == name, col(TrackedRecord.crm_id).in_(ids)
+    )
+    return {row.crm_id: row for row in session.exec(query).all()}
+
+
+def _is_flagged(spec: ObjectSpec, row: Mapping[str, Any]) -> bool:
+    value = field_value(row, spec.flag.field)
+    return value is True if spec.flag.when == "true" else value not in (None, "", False)
+
+
+def _decide(
+    ctx: SyncContext,
+    session: Session,
+    name: str,
+    spec: ObjectSpec,
+    row: Mapping[str, Any],
+    tracked: TrackedRecord | None,
+    report: PublishReport,
+) -> _Change | None:
+    """The heart of change detection: returns the change to publish, or None."""
+    crm_id = str(row["Id"])
+    if spec.pending:
+        enqueue_update(
+            session, name, crm_id, {spec.pending.field: spec.pending.clear_value}, source="pending"
+        )
+    flagged = _is_flagged(spec, row)
+    if not flagged and not (tracked and tracked.flagged and spec.on_unflag == "cancel"):
+        if tracked and tracked.flagged:
+            tracked.flagged = False
+            session.add(tracked)
+        return None
+    digest = relevant_hash(spec, row)
+    if tracked and tracked.flagged == flagged and tracked.fields_hash == digest:
+        return None  # nothing relevant changed (this is where write-back echoes stop)
+    if tracked is None:
+        tracked = TrackedRecord(crm_object=name, crm_id=crm_id)
+        session.add(tracked)
+    try:
+        records = build_records(spec, row)
+    except RecordBuildError as exc:
+        _refuse(ctx, session, tracked, digest, flagged, f"cannot map {name} {crm_id}: {exc}", report)
+        return None
+    primary_type = spec.primary_record().type
+    primary = next((r for r in records if r["record_type"] == primary_type), None)
+    if primary is None:
+        _refuse(
+            ctx,
+            session,
+            tracked,
+            digest,
+            flagged,
+            f"{name} {crm_id} yields no {primary_type} record (its external id is empty)",
+            report,
+        )
+        return None
+    if not flagged:
+        primary["record"]["status"] = "canceled"
+    refusal = _validate_request(session, spec, tracked, primary)
+    if refusal:
+        _refuse(
+            ctx,
+            session,
+            tracked,
+            digest,
+            flagged,
+            f"{name} {crm_id}: {refusal}; not sent to Dispatch",
+            report,
+        )
+        return None
+    snapshot = relevant_snapshot(spec, row)
+    snapshot[STATUS_KEY] = primary["record"].get("status")
+    snapshot[ORG_KEY] = primary["record"].get("external_organization_id")
+    if tracked.snapshot and tracked.snapshot.get(STATUS_KEY) == snapshot[STATUS_KEY]:
+        primary["record"].pop(
+            "status", None
+        )  # unchanged status: no request, no regression of Dispatch's state
+    tracked.external_id = primary["record"]["external_id"]
+    tracked.fields_hash, tracked.snapshot, tracked.flagged = digest, snapshot, flagged
+    tracked.published_at = utcnow()
+    session.add(tracked)
+    return _Change(name, crm_id, (primary_type, tracked.external_id), records)
+
+
+def _validate_request(
+    session: Session, spec: ObjectSpec, tracked: TrackedRecord, primary: Mapping[str, Any]
+) -> str | None:
+    """Strict policy: a status or provider change the CRM asks for must be possible from the job's state."""
+    if primary["record_type"] != "job" or not tracked.snapshot:
+        return None
+    record = primary["record"]
+    entity = session.exec(
+        select(EntityStateRow).where(
+            col(EntityStateRow.kind) == "job", col(EntityStateRow.external_id) == record["external_id"]
+        )
+    ).first()
+    current = entity.state if entity and entity.state else tracked.snapshot.get(STATUS_KEY)
+    requested = record.get("status")
+    if requested and requested != tracked.snapshot.get(STATUS_KEY) and requested != current:
+        try:
+            request_change("job", EntityState(state=current), requested, at=utcnow())
+        except StateMachineError as exc:
+            return str(exc)
+    old_org, new_org = tracked.snapshot.get(ORG_KEY), record.get("external_organization_id")
+    if old_org and new_org and old_org != new_org and "canceled" not in allowed_targets("job", current):
+        return (
+            f"job cannot be reassigned from provider {old_org} to {new_org} while it is {current} "
+            "(reassigning cancels it for the old provider)"
+        )
+    return None
+
+
+def _refuse(
+    ctx: SyncContext,
+    session: Session,
+    tracked: TrackedRecord,
+    digest: str,
+    flagged: bool,
+    message: str,
+    report: PublishReport,
+) -> None:
+    """Keep the hash so the same refused change is not retried every cycle; the next real edit is."""
+    report.refused += 1
+    tracked.fields_hash, tracked.flagged = digest, flagged
+    session.add(tracked)
+    session.flush()
+    record_error(
+        session, ctx.mapping, tracked, message, source="publisher", msg_id=None, entity=tracked.crm_object
+    )
+
+
+# --- batching and the outbox ----------------------------------------------------------------------------
+def _ordered_records(changes: list[_Change]) -> list[tuple[dict[str, Any], list[_Change]]]:
+    """Dedupe canonical records by (type, external id), newest content wins, in dependency order."""
+    merged: dict[tuple[str, str], tuple[dict[str, Any], list[_Change]]] = {}
+    for change in changes:
+        for record in change.records:
+            key = (record["record_type"], record["record"]["external_id"])
+            _, sources = merged.get(key, (record, []))
+            merged[key] = (record, [*sources, change])
+    order = {name: index for index, name in enumerate(RECORD_TYPES)}
+    return sorted(merged.values(), key=lambda item: order.get(item[0]["record_type"], len(order)))
+
+
+def _batches(changes: list[_Change], size: int) -> Iterator[tuple[list[dict[str, Any]], list[Any]]]:
+    ordered = _ordered_records(changes)
+    for start in range(0, len(ordered), size):
+        chunk = ordered[start : start + size]
+        yield [record for record, _ in chunk], [sources for _, sources in chunk]
+
+
+def _write_outbox(session: Session, changes: list[_Change], size: int, report: PublishReport) -> None:
+    now = utcnow()
+    primary_batch: dict[tuple[str, str], str] = {}
+    for records, sources in _batches(changes, size):
+        message_id = str(uuid.uuid4())
+        session.add(
+            OutboxBatch(message_id=message_id, payload=records, record_count=len(records), created_at=now)
+        )
+        for position, (record, changed) in enumerate(zip(records, sources, strict=True)):
+            key = (record["record_type"], record["record"]["external_id"])
+            for change in changed:
+                session.add(
+                    OutboxItem(
+                        message_id=message_id,
+                        position=position,
+                        record_type=key[0],
+                        external_id=key[1],
+                        crm_object=change.crm_object,
+                        crm_id=change.crm_id,
+                    )
+                )
+                if change.primary == key:
+                    primary_batch[(change.crm_object, change.crm_id)] = message_id
+        report.batches_created.append(message_id)
+        report.canonical_records += len(records)
+    if primary_batch:
+        for name in {obj for obj, _ in primary_batch}:
+            ids = [crm_id for obj, crm_id in primary_batch if obj == name]
+            for tracked in _load_tracked(session, name, ids).values():
+                tracked.last_message_id = primary_batch[(name, tracked.crm_id)]
+                session.add(tracked)
+
+
+def _send_pending(ctx: SyncContext, report: PublishReport) -> None:
+    """Send pending batches oldest first; stop at the first failure so batches stay in order."""
+    with session_scope(ctx.engine) as session:
+        pending = session.exec(
+            select(OutboxBatch.message_id)
+            .where(col(OutboxBatch.status) == "pending")
+            .order_by(col(OutboxBatch.created_at), col(OutboxBatch.message_id))
+        ).all()
+    for message_id in pending:
+        if not _send_one(ctx, message_id, report):
+            return
+
+
+def _send_one(ctx: SyncContext, message_id: str, report: PublishReport) -> bool:
+    with session_scope(ctx.engine) as session:
+        batch = session.get(OutboxBatch, message_id)
+        payload = list(batch.payload or []) if batch else []
+    try:
+        ctx.dispatch.send_records(payload, message_id=message_id)
+    except ConnectorError as exc:
+        with session_scope(ctx.engine) as session:
+            batch = session.get(OutboxBatch, message_id)
+            if batch is not None:
+                batch.attempts += 1
+                batch.last_error = str(exc)
+                session.add(batch)
+            write_log(
+                session,
+                f"sending batch failed, will retry with the same MessageId: {exc}",
+                level="error",
+                direction="out",
+                msg_id=message_id,
+                details={"records": len(payload), "retriable": exc.retriable},
+            )
+        report.send_errors.append(str(exc))
+        return False
+    with session_scope(ctx.engine) as session:
+        batch = session.get(OutboxBatch, message_id)
+        if batch is not None:
+            batch.attempts += 1
+            batch.status, batch.sent_at, batch.last_error = "sent", utcnow(), None
+            session.add(batch)
+            if not ctx.settings.dispatch_acks:
+                confirm_batch_on_http_200(session, ctx.mapping, message_id)
+    report.requests_sent += 1
+    return True

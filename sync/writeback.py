@@ -1,0 +1,224 @@
+"""The CRM write-back queue: what the connector must write to Salesforce, flushed in Collections calls.
+
+Rows are enqueued inside the transaction of the effect that causes them (an ack, a processed event), so a
+write is never lost and never invented. The flush coalesces every pending row of one record into one
+update (later values win), sends <= 200 records per sObject Collections call, and retries per-record
+failures with backoff.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, or_
+from sqlmodel import Session, col, select
+
+from connector.errors import ConnectorError
+from sync.db import session_scope
+from sync.dbtypes import utcnow
+from sync.models import TrackedRecord, WriteBack
+from sync.synclog import write_log
+
+MAX_COLLECTION = 200
+
+
+class RecordResultLike(Protocol):
+    id: str | None
+    success: bool
+    errors: Any
+
+
+class CrmWriter(Protocol):
+    def update_records(self, object_name: str, records: Sequence[Mapping[str, Any]]) -> Sequence[Any]: ...
+    def create_records(self, object_name: str, records: Sequence[Mapping[str, Any]]) -> Sequence[Any]: ...
+
+
+def enqueue_update(
+    session: Session, crm_object: str, crm_id: str, fields: Mapping[str, Any], *, source: str | None = None
+) -> None:
+    if fields:
+        session.add(
+            WriteBack(
+                operation="update",
+                crm_object=crm_object,
+                crm_id=crm_id,
+                fields=dict(fields),
+                source=source,
+                created_at=utcnow(),
+            )
+        )
+
+
+def enqueue_create(
+    session: Session,
+    crm_object: str,
+    external_id: str,
+    fields: Mapping[str, Any],
+    *,
+    source: str | None = None,
+) -> None:
+    session.add(
+        WriteBack(
+            operation="create",
+            crm_object=crm_object,
+            external_id=external_id,
+            fields=dict(fields),
+            source=source,
+            created_at=utcnow(),
+        )
+    )
+
+
+@dataclass
+class FlushReport:
+    records_written: int = 0
+    rows_done: int = 0
+    calls: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def backoff(attempts: int, base_s: float = 2.0, cap_s: float = 600.0) -> timedelta:
+    return timedelta(seconds=min(cap_s, base_s * 2 ** max(0, attempts - 1)))
+
+
+def _due(session: Session, limit: int) -> list[WriteBack]:
+    now = utcnow()
+    query = (
+        select(WriteBack)
+        .where(col(WriteBack.status) == "pending")
+        .where(or_(col(WriteBack.next_attempt_at).is_(None), col(WriteBack.next_attempt_at) <= now))
+        .order_by(col(WriteBack.id))
+        .limit(limit)
+    )
+    return list(session.exec(query).all())
+
+
+def _coalesce(rows: Sequence[WriteBack]) -> dict[tuple[str, str, str], tuple[dict[str, Any], list[int]]]:
+    """(operation, object, id or external id) -> merged fields and the row ids they came from."""
+    merged: dict[tuple[str, str, str], tuple[dict[str, Any], list[int]]] = {}
+    for row in rows:
+        key = (
+            row.operation,
+            row.crm_object,
+            (row.crm_id if row.operation == "update" else row.external_id) or "",
+        )
+        fields, ids = merged.setdefault(key, ({}, []))
+        fields.update(row.fields or {})
+        ids.append(int(row.id or 0))
+    return merged
+
+
+def flush_writebacks(
+    engine: Engine,
+    crm: CrmWriter,
+    *,
+    max_attempts: int = 8,
+    limit: int = 5000,
+    batch_size: int = MAX_COLLECTION,
+) -> FlushReport:
+    report = FlushReport()
+    with session_scope(engine) as session:
+        merged = _coalesce(_due(session, limit))
+    groups: dict[tuple[str, str], list[tuple[str, dict[str, Any], list[int]]]] = defaultdict(list)
+    for (operation, crm_object, key), (fields, ids) in merged.items():
+        groups[(operation, crm_object)].append((key, fields, ids))
+    for (operation, crm_object), items in groups.items():
+        for start in range(0, len(items), batch_size):
+            _flush_chunk(
+                engine, crm, operation, crm_object, items[start : start + batch_size], report, max_attempts
+            )
+    return report
+
+
+def _flush_chunk(
+    engine: Engine,
+    crm: CrmWriter,
+    operation: str,
+    crm_object: str,
+    chunk: list[tuple[str, dict[str, Any], list[int]]],
+    report: FlushReport,
+    max_attempts: int,
+) -> None:
+    payload = [{"Id": key, **fields} if operation == "update" else dict(fields) for key, fields, _ in chunk]
+    try:
+        call = crm.update_records if operation == "update" else crm.create_records
+        results = list(call(crm_object, payload))
+        report.calls += 1
+    except ConnectorError as exc:
+        # The whole call failed (outage, limit, session): every row stays pending, retried later.
+        _retry_rows(engine, [i for _, _, ids in chunk for i in ids], str(exc), max_attempts, report)
+        return
+    with session_scope(engine) as session:
+        for (key, _fields, ids), result in zip(chunk, results, strict=True):
+            if getattr(result, "success", False):
+                _mark_done(session, ids)
+                report.records_written += 1
+                report.rows_done += len(ids)
+                if operation == "create" and getattr(result, "id", None):
+                    session.add(
+                        TrackedRecord(
+                            crm_object=crm_object,
+                            crm_id=str(result.id),
+                            external_id=key,
+                            flagged=False,
+                            confirmed_at=utcnow(),
+                        )
+                    )
+            else:
+                message = f"{crm_object} {key}: {_describe_errors(getattr(result, 'errors', None))}"
+                _retry_rows_in(session, ids, message, max_attempts, report)
+
+
+def _describe_errors(errors: Any) -> str:
+    if not errors:
+        return "Salesforce refused the write without a reason"
+    parts = []
+    for error in errors if isinstance(errors, list) else [errors]:
+        if isinstance(error, Mapping):
+            parts.append(f"{error.get('statusCode') or error.get('errorCode')}: {error.get('message')}")
+        else:
+            parts.append(str(error))
+    return "; ".join(parts)
+
+
+def _mark_done(session: Session, ids: list[int]) -> None:
+    now = utcnow()
+    for row in session.exec(select(WriteBack).where(col(WriteBack.id).in_(ids))).all():
+        row.status, row.flushed_at, row.last_error = "done", now, None
+        session.add(row)
+
+
+def _retry_rows(engine: Engine, ids: list[int], message: str, max_attempts: int, report: FlushReport) -> None:
+    with session_scope(engine) as session:
+        _retry_rows_in(session, ids, message, max_attempts, report)
+
+
+def _retry_rows_in(
+    session: Session, ids: list[int], message: str, max_attempts: int, report: FlushReport
+) -> None:
+    report.failures.append(message)
+    for row in session.exec(select(WriteBack).where(col(WriteBack.id).in_(ids))).all():
+        row.attempts += 1
+        row.last_error = message
+        row.next_attempt_at = utcnow() + backoff(row.attempts)
+        if row.attempts >= max_attempts:
+            row.status = "failed"
+            write_log(
+                session,
+                f"CRM write-back gave up after {row.attempts} attempts: {message}",
+                level="error",
+                direction="in",
+                entity=row.crm_object,
+                crm_record_id=row.crm_id,
+                external_id=row.external_id,
+                details={"fields": row.fields},
+            )
+        session.add(row)
+
+
+def pending_count(session: Session) -> int:
+    return len(session.exec(select(WriteBack.id).where(col(WriteBack.status) == "pending")).all())
