@@ -218,6 +218,171 @@ def log_command(
     console.print(table)
 
 
+# --- sync commands --------------------------------------------------------------------------------------
+def _context(ctx: _Ctx) -> Any:
+    from sync.context import SyncContext
+
+    return SyncContext.from_settings(ctx.settings)
+
+
+@cli.command()
+@click.argument("crm_object")
+@click.option(
+    "--where",
+    "where",
+    required=True,
+    help="SOQL condition selecting the records, e.g. \"Status = 'New' AND City = 'Boston'\".",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help='Value for a {NAME} placeholder in --where, quoted safely: --where "City = {city}" '
+    '--param city="O\'Brien"',
+)
+@click.option("--unset", is_flag=True, help="Clear the flag instead of setting it.")
+@pass_ctx
+def flag(ctx: _Ctx, crm_object: str, where: str, params: tuple[str, ...], unset: bool) -> None:
+    """Bulk-flag CRM records for Dispatch (sets the mapping's flag field)."""
+    from sync.admin import flag_records
+
+    values = dict(p.split("=", 1) for p in params if "=" in p)
+    count = flag_records(_context(ctx), crm_object, where, params=values, unset=unset)
+    click.echo(f"{'unflagged' if unset else 'flagged'} {count} {crm_object} record(s)")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Print the exact payloads; send and store nothing.")
+@click.option("--all", "full", is_flag=True, help="Re-read every flagged record, not only recent changes.")
+@pass_ctx
+def publish(ctx: _Ctx, dry_run: bool, full: bool) -> None:
+    """Publish changed flagged records to Dispatch (one cycle)."""
+    from sync.publisher import publish_changes
+
+    report = publish_changes(_context(ctx), dry_run=dry_run, full=full)
+    if dry_run:
+        click.echo(json.dumps(report.payloads, indent=2))
+    click.echo(
+        f"read {report.read}, changed {report.changed}, refused {report.refused}, "
+        f"canonical records {report.canonical_records}, batches {len(report.batches_created)}, "
+        f"requests sent {report.requests_sent}",
+        err=dry_run,
+    )
+    if report.send_errors:
+        raise SyncError(f"sending failed (will retry next cycle): {report.send_errors[0]}")
+
+
+@cli.command()
+@click.argument("record_id")
+@pass_ctx
+def status(ctx: _Ctx, record_id: str) -> None:
+    """Show what the connector knows of one CRM record (or external id)."""
+    from sync.admin import record_status
+
+    click.echo(json.dumps(record_status(_context(ctx), record_id), indent=2, default=str))
+
+
+@cli.command()
+@pass_ctx
+def poll(ctx: _Ctx) -> None:
+    """Drain agent/out once into the inbox (store, then ack)."""
+    from sync.poller import drain_outbound_queue
+
+    report = drain_outbound_queue(_context(ctx))
+    click.echo(
+        f"polls {report.polls}, received {report.received}, stored {report.stored}, "
+        f"redelivered {report.redelivered}, acked {report.acked}"
+    )
+    if report.store_failures:
+        raise SyncError(f"{len(report.store_failures)} message(s) could not be stored and were not acked")
+
+
+@cli.command()
+@pass_ctx
+def process(ctx: _Ctx) -> None:
+    """Apply stored inbox messages, then flush the CRM write-back queue."""
+    from sync.processor import process_inbox
+    from sync.writeback import flush_writebacks
+
+    sync_ctx = _context(ctx)
+    report = process_inbox(sync_ctx)
+    flushed = flush_writebacks(
+        sync_ctx.engine, sync_ctx.crm, batch_size=sync_ctx.settings.writeback_batch_size
+    )
+    click.echo(
+        f"processed {report.processed}, failed {report.failed}, dead {report.dead}; "
+        f"CRM records written {flushed.records_written} in {flushed.calls} call(s)"
+    )
+
+
+@cli.command()
+@pass_ctx
+def inbox(ctx: _Ctx) -> None:
+    """Inbox depth by status."""
+    from sync.processor import inbox_depth
+
+    depth = inbox_depth(_context(ctx))
+    for name in ("new", "processed", "dead"):
+        click.echo(f"{name:10} {depth.get(name, 0)}")
+
+
+@cli.command()
+@click.argument("message_id")
+@pass_ctx
+def replay(ctx: _Ctx, message_id: str) -> None:
+    """Process one stored message again."""
+    from sync.processor import replay as replay_message
+
+    if not replay_message(_context(ctx), message_id):
+        raise SyncError(f"no inbox message {message_id!r}; see `dispatch-connector inbox`")
+    click.echo(f"replayed {message_id}")
+
+
+@cli.command()
+@click.option("--dead", is_flag=True, required=True, help="Requeue every dead message.")
+@pass_ctx
+def retry(ctx: _Ctx, dead: bool) -> None:
+    """Requeue dead inbox messages for processing."""
+    from sync.processor import retry_dead
+
+    click.echo(f"requeued {retry_dead(_context(ctx))} dead message(s)")
+
+
+@cli.group()
+def sandbox() -> None:
+    """Run the local emulators (for trying a mapping offline)."""
+
+
+@sandbox.command("dispatch")
+@click.option("--port", default=8780, show_default=True)
+@click.option("--visibility-timeout", default=30.0, show_default=True)
+@pass_ctx
+def sandbox_dispatch(ctx: _Ctx, port: int, visibility_timeout: float) -> None:
+    """Serve a Dispatch Connect emulator that checks signatures with DISPATCH_PUBLIC_KEY/DISPATCH_SECRET."""
+    from connector.sandbox.dispatch import serve
+
+    ctx.settings.require("dispatch_public_key", "dispatch_secret")
+    serve(
+        "127.0.0.1",
+        port,
+        public_key=str(ctx.settings.dispatch_public_key),
+        secret_hex=ctx.settings.secret("dispatch_secret"),
+        visibility_timeout=visibility_timeout,
+    )
+
+
+@sandbox.command("salesforce")
+@click.option("--port", default=8743, show_default=True)
+@click.option("--fixture", type=click.Path(exists=True, dir_okay=False), help="Org fixture (YAML/JSON).")
+@click.option("--ca-out", default="salesforce-emulator-ca.pem", show_default=True)
+def sandbox_salesforce(port: int, fixture: str | None, ca_out: str) -> None:
+    """Serve a Salesforce REST emulator over HTTPS with a throwaway CA (written to --ca-out)."""
+    from connector.sandbox.salesforce import DEMO_FIXTURE, serve
+
+    serve("127.0.0.1", port, Path(fixture) if fixture else DEMO_FIXTURE, ca_path=ca_out)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
