@@ -1,0 +1,143 @@
+"""CRM -> Dispatch over real sockets: flag, publish, ack, confirmation written back."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from sync.models import OutboxBatch, SyncLog
+from tests.e2e.conftest import Harness
+
+
+def test_flagged_work_order_reaches_dispatch_and_is_confirmed(harness: Harness) -> None:
+    wo = harness.work_order()
+    report = harness.publish()
+    assert report.changed == 2  # the work order and the provider account
+    job = harness.dispatch.records("job")[wo]
+    assert job["title"] == "Replace breaker" and job["status"] == "offered"
+    assert job["external_organization_id"] == harness.provider_id
+    assert job["external_customer_id"] == f"{harness.provider_id}-{harness.contact_id}"
+    customer = harness.dispatch.records("customer")[f"{harness.provider_id}-{harness.contact_id}"]
+    assert customer["first_name"] == "Jane"
+    assert harness.dispatch.records("organization")[harness.provider_id]["name"] == "Spark Electric"
+    assert harness.wo(wo)["Dispatch_Last_Synced__c"] is None  # not before the ack
+    harness.round_trip()
+    record = harness.wo(wo)
+    assert record["Dispatch_Last_Synced__c"] is not None
+    assert record["Dispatch_Error__c"] is None
+
+
+def test_one_request_per_change_set(harness: Harness) -> None:
+    for n in range(5):
+        harness.work_order(Subject=f"Job {n}")
+    report = harness.publish()
+    assert report.requests_sent == 1
+    assert harness.dispatch.counts.get("agent/in", harness.dispatch.counts.get("agent_in")) == 1
+
+
+def test_irrelevant_change_publishes_nothing(harness: Harness) -> None:
+    wo = harness.work_order()
+    harness.publish()
+    harness.sf.update("WorkOrder", wo, {"Priority": "High"})  # not a mapped field
+    assert harness.publish().changed == 0
+
+
+def test_relevant_change_publishes_again(harness: Harness) -> None:
+    wo = harness.work_order()
+    harness.publish()
+    harness.sf.update("WorkOrder", wo, {"Subject": "Replace breaker panel"})
+    report = harness.publish()
+    assert report.changed == 1
+    assert harness.dispatch.records("job")[wo]["title"] == "Replace breaker panel"
+
+
+def test_write_back_does_not_echo(harness: Harness) -> None:
+    harness.work_order()
+    harness.publish()
+    harness.round_trip()  # writes Dispatch_Last_Synced__c (a SystemModstamp change)
+    assert harness.publish().changed == 0
+
+
+def test_unflagged_record_is_not_published(harness: Harness) -> None:
+    wo = harness.work_order(Dispatch_Send__c=None)
+    harness.publish()
+    assert wo not in harness.dispatch.records("job")
+
+
+def test_record_with_no_usable_address_gets_error_field_and_log(harness: Harness) -> None:
+    wo = harness.work_order(State=None, PostalCode=None)
+    harness.publish()
+    harness.round_trip()
+    error = harness.wo(wo)["Dispatch_Error__c"]
+    assert error and "address" in error.lower() and len(error) <= 255
+    with harness.ctx.engine.connect() as connection:
+        from sqlmodel import Session
+
+        rows = Session(bind=connection).exec(select(SyncLog).where(SyncLog.crm_record_id == wo)).all()
+    assert any(r.level == "error" and r.msg_id for r in rows)
+
+
+def test_reassignment_moves_job_to_new_provider(harness: Harness) -> None:
+    wo = harness.work_order()
+    harness.publish()
+    other = harness.sf.insert("Account", {"Name": "FlowRight", "Phone": "+15550122", "Dispatch_Me__c": True})
+    harness.sf.update("WorkOrder", wo, {"Dispatch_Service_Provider__c": other})
+    harness.publish()
+    assert harness.dispatch.records("job")[wo]["external_organization_id"] == other
+
+
+def test_impossible_cancel_is_refused_before_sending(harness: Harness) -> None:
+    wo = harness.work_order()
+    harness.publish()
+    harness.round_trip()
+    harness.dispatch.accept_job(wo)
+    harness.dispatch.complete_job(wo)
+    harness.round_trip()
+    assert harness.wo(wo)["Dispatch_Status__c"] == "complete"
+    sent_before = harness.dispatch.counts.get("agent/in")
+    harness.sf.update("WorkOrder", wo, {"Status": "Canceled"})
+    report = harness.publish()
+    assert report.refused == 1 and report.requests_sent == 0
+    assert harness.dispatch.counts.get("agent/in") == sent_before
+    harness.round_trip()
+    assert "cannot go from complete to canceled" in harness.wo(wo)["Dispatch_Error__c"]
+
+
+def test_dispatch_outage_then_delivered_once(harness: Harness) -> None:
+    wo = harness.work_order()
+    harness.dispatch.set_faults("agent/in", error_rate=1.0)
+    report = harness.publish()
+    assert report.requests_sent == 0 and report.send_errors
+    harness.dispatch.set_faults(clear=True)
+    report = harness.publish()
+    assert report.requests_sent == 1
+    with harness.ctx.engine.connect() as connection:
+        from sqlmodel import Session
+
+        batches = Session(bind=connection).exec(select(OutboxBatch)).all()
+    assert len(batches) == 1 and batches[0].attempts == 2
+    assert wo in harness.dispatch.records("job")
+
+
+def test_crash_after_send_resends_same_message_id(harness: Harness) -> None:
+    from sqlmodel import Session
+
+    wo = harness.work_order()
+    harness.publish()
+    with Session(harness.ctx.engine) as session:
+        batch = session.exec(select(OutboxBatch)).one()
+        batch.status = "pending"  # as if the process died before recording the send
+        session.add(batch)
+        session.commit()
+        message_id = batch.message_id
+    report = harness.publish()
+    assert report.requests_sent == 1 and report.batches_created == []
+    harness.round_trip()
+    assert harness.wo(wo)["Dispatch_Last_Synced__c"] is not None
+    with Session(harness.ctx.engine) as session:
+        assert [b.message_id for b in session.exec(select(OutboxBatch)).all()] == [message_id]
+
+
+def test_soql_injection_in_record_data_is_harmless(harness: Harness) -> None:
+    wo = harness.work_order(Subject="x' OR Name != '' --", Description="<script>alert(1)</script>")
+    harness.publish()
+    assert harness.dispatch.records("job")[wo]["title"] == "x' OR Name != '' --"
