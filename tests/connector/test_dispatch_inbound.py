@@ -136,10 +136,10 @@ def test_csv_row_with_missing_column_is_an_err_event(
     dispatch_emulator: DispatchEmulator, dispatch_client: DispatchConnectClient
 ) -> None:
     body = (
-        "v3.organization.name,v3.organization.external_id,v3.organization.address.state\n"
-        "Alpha,a,MA\n"
-        "Beta,NY\n"
-    ).encode()
+        b"v3.organization.name,v3.organization.external_id,v3.organization.address.state\n"
+        b"Alpha,a,MA\n"
+        b"Beta,NY\n"
+    )
     post_signed(
         dispatch_emulator.base_url,
         "/agent/in",
@@ -290,7 +290,9 @@ def test_acks_disabled_emits_nothing(dispatch_clock) -> None:  # type: ignore[no
 def test_unparseable_body_is_200_then_err(
     dispatch_client: DispatchConnectClient, dispatch_emulator: DispatchEmulator
 ) -> None:
-    response = post_signed(dispatch_emulator.base_url, "/agent/in", b"{not json", headers={"MessageId": "bad"})
+    response = post_signed(
+        dispatch_emulator.base_url, "/agent/in", b"{not json", headers={"MessageId": "bad"}
+    )
     assert response.status_code == 200
     assert dispatch_emulator.wait_idle(5)
     ((put, data),) = puts(drain(dispatch_client))
