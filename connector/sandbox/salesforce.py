@@ -31,6 +31,12 @@ from connector.sandbox.salesforce_store import (
 from connector.sandbox.server import EmulatorServer, Faults
 
 DEMO_FIXTURE = Path(__file__).parent / "fixtures" / "demo_org.yaml"
+# Credentials declared in demo_org.yaml (throwaway values for the offline demo, not secrets).
+DEMO_USERNAME = "integration@demo.example"
+DEMO_PASSWORD = "demo-password"
+DEMO_SECURITY_TOKEN = "demo-token"
+DEMO_CLIENT_ID = "dispatch-connector"
+DEMO_CLIENT_SECRET = "demo-client-secret"
 Fixture = Mapping[str, Any] | str | Path
 
 
