@@ -341,7 +341,7 @@ class DispatchEmulator:
         with self.store.lock:
             table = self.store.table("appointment")
             key = external_id or f"{job_external_id}"
-            appt = table.get(key) or {"id": self.store.next_id(), "external_id": external_id}
+            appt = table.get(key) or {"id": self.store.next_id(), "external_id": key}
             appt.update(
                 status="scheduled",
                 start_time=start,
