@@ -69,9 +69,7 @@ def test_send_records_wire_format(capture: tuple[DispatchConnectClient, Capture]
 def test_send_records_without_gzip(
     dispatch_emulator: DispatchEmulator,
 ) -> None:
-    client = DispatchConnectClient(
-        dispatch_emulator.base_url, DISPATCH_KEY, DISPATCH_SECRET, gzip_body=False
-    )
+    client = DispatchConnectClient(dispatch_emulator.base_url, DISPATCH_KEY, DISPATCH_SECRET, gzip_body=False)
     client.send_records(records(ORG), message_id="m-plain")
     assert dispatch_emulator.wait_idle(5)
     assert "org-1" in dispatch_emulator.records("organization")
@@ -85,7 +83,9 @@ def test_version_override_per_record(capture: tuple[DispatchConnectClient, Captu
     assert json.loads(gzip.decompress(session.sent[0].body))[0]["header"]["version"] == "v2"
 
 
-def test_poll_and_ack_bodies(capture: tuple[DispatchConnectClient, Capture], dispatch_emulator: DispatchEmulator) -> None:
+def test_poll_and_ack_bodies(
+    capture: tuple[DispatchConnectClient, Capture], dispatch_emulator: DispatchEmulator
+) -> None:
     client, session = capture
     dispatch_emulator.emit("job", {"id": 1})
     (message,) = client.poll()
@@ -157,7 +157,9 @@ def test_retries_exhausted_is_transient(
 
 
 def test_connection_refused_is_transient() -> None:
-    client = DispatchConnectClient("http://127.0.0.1:9", DISPATCH_KEY, DISPATCH_SECRET, max_attempts=2, backoff_s=0)
+    client = DispatchConnectClient(
+        "http://127.0.0.1:9", DISPATCH_KEY, DISPATCH_SECRET, max_attempts=2, backoff_s=0
+    )
     with pytest.raises(DispatchUnavailable):
         client.send_records(records(ORG), message_id="m")
 
@@ -175,7 +177,9 @@ def test_wrong_secret_is_signature_rejected_without_secret(dispatch_emulator: Di
     assert dispatch_emulator.counts["agent/in"] == 1
 
 
-def test_4xx_is_not_retried(dispatch_emulator: DispatchEmulator, dispatch_client: DispatchConnectClient) -> None:
+def test_4xx_is_not_retried(
+    dispatch_emulator: DispatchEmulator, dispatch_client: DispatchConnectClient
+) -> None:
     dispatch_emulator.faults.set("agent/out", error_rate=1.0, error_status=400)
     with pytest.raises(DispatchRejected):
         dispatch_client.poll()
@@ -217,7 +221,10 @@ def test_outbound_message_parse_is_tolerant_of_unknown_keys() -> None:
         (lambda m: m["Message"]["Request"].pop("ProcedureID"), "no 'ProcedureID'"),
         (lambda m: m["Message"]["Request"]["Payload"].pop("Actions"), "no 'Actions'"),
         (lambda m: m["Message"]["Request"]["Payload"].update(Actions=[{"ID": 1, "Put": {}}]), "Put is empty"),
-        (lambda m: m["Message"]["Request"]["Payload"].update(Actions=[{"Put": {"job": 3}}]), "not a JSON object"),
+        (
+            lambda m: m["Message"]["Request"]["Payload"].update(Actions=[{"Put": {"job": 3}}]),
+            "not a JSON object",
+        ),
     ],
 )
 def test_malformed_envelope_names_the_problem(mutate: Any, expected: str) -> None:
@@ -228,7 +235,11 @@ def test_malformed_envelope_names_the_problem(mutate: Any, expected: str) -> Non
     assert expected in str(info.value)
 
 
-def test_malformed_page_keeps_good_messages(dispatch_emulator: DispatchEmulator, dispatch_client: DispatchConnectClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_malformed_page_keeps_good_messages(
+    dispatch_emulator: DispatchEmulator,
+    dispatch_client: DispatchConnectClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     dispatch_emulator.emit("job", {"id": 1})
     original = dispatch_emulator.queue.receive
     monkeypatch.setattr(dispatch_emulator.queue, "receive", lambda n: [*original(n), {"Message": {}}])
@@ -238,7 +249,9 @@ def test_malformed_page_keeps_good_messages(dispatch_emulator: DispatchEmulator,
     assert info.value.bad == [{"Message": {}}]
 
 
-def test_full_round_trip_send_then_drain(dispatch_client: DispatchConnectClient, dispatch_emulator: DispatchEmulator) -> None:
+def test_full_round_trip_send_then_drain(
+    dispatch_client: DispatchConnectClient, dispatch_emulator: DispatchEmulator
+) -> None:
     dispatch_client.send_records(records(ORG, job()), message_id="m-rt")
     assert dispatch_emulator.wait_idle(5)
     assert [p for p, _ in puts(drain(dispatch_client))] == ["ack", "ack"]
