@@ -349,6 +349,16 @@ def retry(ctx: _Ctx, dead: bool) -> None:
     click.echo(f"requeued {retry_dead(_context(ctx))} dead message(s)")
 
 
+@cli.command()
+@click.option("--work-orders", default=50, show_default=True, help="Work orders to seed.")
+@click.option("--flagged", default=12, show_default=True, help="How many of them the admin flags.")
+def demo(work_orders: int, flagged: int) -> None:
+    """Run the whole loop offline against the local emulators and show the result."""
+    from sync.demo import run_demo
+
+    sys.exit(run_demo(work_orders, flagged, console))
+
+
 @cli.group()
 def sandbox() -> None:
     """Run the local emulators (for trying a mapping offline)."""
