@@ -17,9 +17,7 @@ def _include_name(name: str | None, type_: str, _parent: object) -> bool:
 
 def run_migrations_online() -> None:
     config = context.config
-    engine = config.attributes.get("engine") or make_engine(
-        config.get_main_option("sqlalchemy.url") or ""
-    )
+    engine = config.attributes.get("engine") or make_engine(config.get_main_option("sqlalchemy.url") or "")
     with engine.connect() as connection:
         context.configure(
             connection=connection,

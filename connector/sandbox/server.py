@@ -6,6 +6,7 @@ daemon thread lets tests start an emulator in-process on port 0 and talk to it o
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import ssl
@@ -69,10 +70,8 @@ def drop_connection(environ: dict[str, Any]) -> None:
     """Close the client's socket mid-request, as a crashed proxy would."""
     sock = environ.get("werkzeug.socket")
     if isinstance(sock, socket.socket):
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
     raise DroppedConnection()
 
 
@@ -134,7 +133,7 @@ class EmulatorServer:
             request_handler=_QuietHandler,
             ssl_context=ssl_context,
         )
-        self._server.daemon_threads = True
+        self._server.daemon_threads = True  # type: ignore[attr-defined]  # ThreadingMixIn attribute
         self._thread: threading.Thread | None = None
         self.scheme = "https" if ssl_context else "http"
 

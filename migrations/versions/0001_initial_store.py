@@ -98,9 +98,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_item")),
     )
     with op.batch_alter_table("outbox_item", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_outbox_item_external", ["record_type", "external_id"], unique=False
-        )
+        batch_op.create_index("ix_outbox_item_external", ["record_type", "external_id"], unique=False)
         batch_op.create_index("ix_outbox_item_message", ["message_id"], unique=False)
 
     op.create_table(
