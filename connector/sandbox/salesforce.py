@@ -240,3 +240,20 @@ def serve(
         pass
     finally:
         emulator._tmp.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m connector.sandbox.salesforce [--port 8443] [--fixture FILE] [--ca-path FILE]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the Salesforce REST emulator.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--fixture", default=str(DEMO_FIXTURE))
+    parser.add_argument("--ca-path", default=None)
+    args = parser.parse_args(argv)
+    serve(args.host, args.port, args.fixture, ca_path=args.ca_path)
+
+
+if __name__ == "__main__":
+    main()
