@@ -1,0 +1,206 @@
+"""Shared set-up for bench/sandbox.py, bench/publisher.py and bench/poller.py.
+
+Starts both emulators on loopback with one injectable clock, a migrated SQLite store in a temporary
+folder, and a SyncContext wired to them, the way tests/e2e/conftest.py does. Counts always come from the
+emulators' own accounting (`sf.counts`, `dispatch.counts`), never from the clients.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+# bench/sandbox.py, bench/publisher.py and bench/poller.py are named like packages/modules they measure
+# (connector.sandbox, sync.publisher, sync.poller), and Python puts the script's folder first on
+# sys.path: swap it for the repository root.
+_HERE = Path(__file__).resolve().parent
+ROOT = _HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+import yaml  # noqa: E402
+
+from connector.crm import connect_salesforce  # noqa: E402
+from connector.dispatch_connect import DispatchConnectClient  # noqa: E402
+from connector.mapping import load_mapping  # noqa: E402
+from connector.sandbox.dispatch import DispatchEmulator  # noqa: E402
+from connector.sandbox.salesforce import SalesforceEmulator  # noqa: E402
+from sync.context import SyncContext  # noqa: E402
+from sync.db import make_engine, upgrade  # noqa: E402
+from sync.settings import load_settings  # noqa: E402
+
+FIXTURE = ROOT / "connector" / "sandbox" / "fixtures" / "field_service_org.yaml"
+DEFAULT_MAPPING = ROOT / "connector" / "mappings" / "salesforce_default.yaml"
+PUBLIC_KEY = "organization|42|acme-facilities"
+SECRET = "5ec12e7" + "0" * 57
+USERNAME, PASSWORD, TOKEN = "integration@fieldservice.example", "demo-password", "demo-token"
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+
+class BenchClock:
+    """One clock for both emulators: Salesforce wants an aware datetime, Dispatch a float timestamp."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def timestamp(self) -> float:
+        return self.now.timestamp()
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Rig:
+    sf: SalesforceEmulator
+    dispatch: DispatchEmulator
+    ctx: SyncContext
+    clock: BenchClock
+    provider_id: str
+    contact_ids: list[str]
+    tmp: Path
+
+    def work_order_rows(self, n: int, start: int = 0) -> Iterator[dict[str, Any]]:
+        for i in range(start, start + n):
+            yield {
+                "WorkOrderNumber": f"WO-{i:07d}",
+                "Subject": f"Replace breaker #{i}",
+                "Description": "Trips under load",
+                "Status": "New",
+                "Street": f"{i} Main St",
+                "City": "Springfield",
+                "State": "IL",
+                "PostalCode": "62701",
+                "ContactId": self.contact_ids[i % len(self.contact_ids)],
+                "Dispatch_Service_Provider__c": self.provider_id,
+                "Dispatch_Send__c": "2026-11-25T09:00:00Z",
+            }
+
+    def insert_work_orders(self, n: int, start: int = 0) -> list[str]:
+        return self.sf.insert_many("WorkOrder", self.work_order_rows(n, start))
+
+    def sf_calls(self) -> int:
+        """REST calls the Salesforce emulator counted (logins excluded: the gateway logged in at set-up)."""
+        return sum(v for k, v in self.sf.counts.items() if k not in ("login", "token"))
+
+    def set_latency(self, latency_s: float) -> None:
+        if latency_s > 0:
+            self.sf.faults.set("*", latency_s=latency_s)
+            self.dispatch.set_faults("*", latency_s=latency_s)
+        else:
+            self.sf.faults.clear()
+            self.dispatch.set_faults(clear=True)
+
+    def new_client(self) -> DispatchConnectClient:
+        return DispatchConnectClient(
+            self.dispatch.base_url, PUBLIC_KEY, SECRET, backoff_s=0.01, max_attempts=4
+        )
+
+
+def workorder_only_mapping(folder: Path) -> Path:
+    """The default mapping with only its WorkOrder object, so a cycle costs one query, not one per object."""
+    data = yaml.safe_load(DEFAULT_MAPPING.read_text(encoding="utf-8"))
+    data["objects"] = {"WorkOrder": data["objects"]["WorkOrder"]}
+    path = folder / "workorder_only.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def make_context(
+    folder: Path,
+    sf_url: str,
+    sf_session: requests.Session,
+    dispatch_url: str,
+    mapping_file: Path | None = None,
+    **overrides: Any,
+) -> SyncContext:
+    """Like tests/e2e/conftest.py; takes URLs so a child process can wire itself to a parent's emulators."""
+    settings = load_settings(
+        database_url=f"sqlite:///{folder}/store.db",
+        dispatch_base_url=dispatch_url,
+        dispatch_public_key=PUBLIC_KEY,
+        dispatch_secret=SECRET,
+        mapping_file=mapping_file,
+        **overrides,
+    )
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    client = DispatchConnectClient(dispatch_url, PUBLIC_KEY, SECRET, backoff_s=0.01, max_attempts=4)
+    crm = connect_salesforce(
+        sf_url, username=USERNAME, password=PASSWORD, security_token=TOKEN, session=sf_session
+    )
+    return SyncContext(
+        settings=settings,
+        engine=engine,
+        mapping=load_mapping(settings.mapping_file),
+        dispatch_client=client,
+        crm_gateway=crm,
+    )
+
+
+@contextmanager
+def rig(contacts: int = 100, workorder_only: bool = True, **overrides: Any) -> Iterator[Rig]:
+    """Both emulators, a fresh store and a context; everything stopped and deleted afterwards."""
+    clock = BenchClock()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        SalesforceEmulator(FIXTURE, clock=clock) as sf,
+        DispatchEmulator(PUBLIC_KEY, SECRET, clock=clock.timestamp) as dispatch,
+    ):
+        folder = Path(tmp)
+        provider = sf.insert(
+            "Account",
+            {
+                "Name": "Spark Electric",
+                "Phone": "+15550111",
+                "Dispatch_Me__c": True,
+                "BillingStreet": "9 Volt Rd",
+                "BillingCity": "Springfield",
+                "BillingState": "IL",
+                "BillingPostalCode": "62702",
+            },
+        )
+        contact_ids = sf.insert_many(
+            "Contact",
+            (
+                {
+                    "FirstName": "Jane",
+                    "LastName": f"Doe {i}",
+                    "Email": f"jane{i}@example.com",
+                    "Phone": "+1555",
+                }
+                for i in range(contacts)
+            ),
+        )
+        mapping_file = workorder_only_mapping(folder) if workorder_only else None
+        ctx = make_context(folder, sf.base_url, sf.session(), dispatch.base_url, mapping_file, **overrides)
+        try:
+            yield Rig(sf, dispatch, ctx, clock, provider, contact_ids, folder)
+        finally:
+            ctx.engine.dispose()
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def report(figures: dict[str, Any], json_path: Path | None) -> None:
+    """Print the table; write the one flat JSON object when asked."""
+    width = max(len(k) for k in figures)
+    print(f"{'figure':<{width}}  value")
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value}")
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")

@@ -1,0 +1,243 @@
+"""Benchmark: the CRM -> Dispatch publish cycle against both emulators, versus a naive per-record path.
+
+    python bench/publisher.py [--quick] [--json PATH]
+
+Default: 10,000 flagged work orders, 1,000 of them changed since the last cycle (--quick: 1,000 / 100).
+The mapping is the default one cut down to WorkOrder, so a cycle is one query (the Account object would
+add one query per cycle of its own). Sequence, on one injected clock shared by both emulators:
+
+  T0       insert the flagged work orders; full first-load cycle; drain acks, process, flush confirmations
+  T0+30m   one unrelated (unflagged) work order edit; one cycle, which re-reads the confirmation write-backs
+           (the "echo" cycle: reported, nothing is published) and moves the watermark past them
+  T0+1h    change `changed` work orders (Description); 2 ms latency on both emulators; measured cycle:
+           publish, Dispatch applies, drain the ack events, process them, flush the confirmations
+  then     an idle cycle (no change) and the naive path over the same changed records: per record one
+           SOQL query by Id, one signed agent/in POST with its canonical records, one sObject update of
+           Dispatch_Last_Synced__c, with the same clients and the same latency.
+
+peak_rss_mb_10k / peak_rss_mb_100k: peak RSS of a child process that runs only the engine's full
+first-load publish cycle over 10,000 / 100,000 flagged records (1,000 / 10,000 with --quick, same key
+names); the emulators run in this process so their memory is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import _harness  # first party imports below need its sys.path fix
+import requests
+
+from connector.crm import format_soql
+from connector.mapping import build_records, soql_select
+from sync.poller import drain_outbound_queue
+from sync.processor import process_inbox
+from sync.publisher import PublishReport, publish_changes
+from sync.writeback import flush_writebacks
+
+LATENCY_S = 0.002
+BATCH_SIZE = 200
+
+
+def settle(r: _harness.Rig, timeout: float = 1800) -> dict[str, int]:
+    """Wait until Dispatch applied everything, then drain, process and flush until nothing is left."""
+    totals = {"received": 0, "processed": 0, "written": 0, "flush_calls": 0}
+    r.dispatch.wait_idle(timeout)
+    while True:
+        polled = drain_outbound_queue(r.ctx)
+        processed = 0
+        while (done := process_inbox(r.ctx).processed) > 0:
+            processed += done
+        written = 0
+        while True:
+            flushed = flush_writebacks(
+                r.ctx.engine, r.ctx.crm, batch_size=r.ctx.settings.writeback_batch_size
+            )
+            totals["flush_calls"] += flushed.calls
+            written += flushed.records_written
+            if flushed.records_written == 0:
+                break
+        totals["received"] += polled.received
+        totals["processed"] += processed
+        totals["written"] += written
+        if polled.received == 0 and processed == 0 and written == 0:
+            return totals
+
+
+def cycle(r: _harness.Rig) -> tuple[PublishReport, int]:
+    """One publish cycle; returns its report and the SF calls the emulator counted for it."""
+    r.sf.reset_counts()
+    report = publish_changes(r.ctx)
+    return report, r.sf_calls()
+
+
+def naive_publish(r: _harness.Rig, ids: list[str]) -> float:
+    """What one writes without change sets: read, send and confirm one record at a time."""
+    spec = r.ctx.mapping.objects["WorkOrder"]
+    select = soql_select(spec, "WorkOrder")
+    crm, client = r.ctx.crm, r.ctx.dispatch
+    started = time.perf_counter()
+    for crm_id in ids:
+        row = crm.query_all(format_soql(f"{select} WHERE Id = {{}}", crm_id))[0]
+        client.send_records(build_records(spec, row), message_id=str(uuid.uuid4()))
+        crm.sf.WorkOrder.update(crm_id, {"Dispatch_Last_Synced__c": datetime.now(UTC).isoformat()})
+    return time.perf_counter() - started
+
+
+def rss_child(config: dict[str, Any]) -> None:
+    """Child process: only the engine, wired to the parent's emulators; one full first-load cycle."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = config["ca_path"]
+    folder = Path(config["folder"])
+    ctx = _harness.make_context(
+        folder,
+        config["sf_url"],
+        session,
+        config["dispatch_url"],
+        Path(config["mapping_file"]),
+        batch_size=BATCH_SIZE,
+    )
+    before = _harness.peak_rss_mb()
+    started = time.perf_counter()
+    report = publish_changes(ctx)
+    figures = {
+        "peak_rss_mb": _harness.peak_rss_mb(),
+        "rss_before_cycle_mb": before,
+        "read": report.read,
+        "canonical_records": report.canonical_records,
+        "requests_sent": report.requests_sent,
+        "cycle_s": round(time.perf_counter() - started, 2),
+    }
+    print(json.dumps(figures))
+
+
+def measure_rss(n: int) -> dict[str, Any]:
+    """Emulators here, engine in a fresh child process: the child's peak RSS is the engine's alone."""
+    with _harness.rig(contacts=max(10, n // 10)) as r:
+        r.insert_work_orders(n)
+        config = {
+            "ca_path": str(r.sf.ca_path),
+            "sf_url": r.sf.base_url,
+            "dispatch_url": r.dispatch.base_url,
+            "folder": str(r.tmp / "child"),
+            "mapping_file": str(r.ctx.settings.mapping_file),
+        }
+        Path(config["folder"]).mkdir()
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", json.dumps(config)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        r.dispatch.wait_idle(1800)
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 flagged / 100 changed")
+    parser.add_argument("--json", type=Path, help="write the figures as one flat JSON object")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        rss_child(json.loads(args.rss_child))
+        return 0
+    flagged, changed = (1_000, 100) if args.quick else (10_000, 1_000)
+    rss_small, rss_large = (1_000, 10_000) if args.quick else (10_000, 100_000)
+
+    with _harness.rig(contacts=max(10, flagged // 10), batch_size=BATCH_SIZE, lookback_s=300) as r:
+        ids = r.insert_work_orders(flagged)
+        t = time.perf_counter()
+        _, first_calls = cycle(r)
+        settle(r)
+        first_load_s = time.perf_counter() - t
+
+        r.clock.advance(1800)
+        r.sf.insert("WorkOrder", {"Subject": "unrelated", "Status": "New"})  # not flagged
+        echo, echo_calls = cycle(r)
+
+        r.clock.advance(1800)
+        changed_ids = ids[:: flagged // changed][:changed]
+        for crm_id in changed_ids:
+            r.sf.update("WorkOrder", crm_id, {"Description": "Trips under load; customer called again"})
+        synced_before = {i: r.sf.get("WorkOrder", i)["Dispatch_Last_Synced__c"] for i in changed_ids}
+        r.set_latency(LATENCY_S)
+        r.sf.reset_counts()
+        in_before = r.dispatch.counts.get("agent/in", 0)
+        t = time.perf_counter()
+        report = publish_changes(r.ctx)
+        publish_s = time.perf_counter() - t
+        settled = settle(r)
+        wall_s = time.perf_counter() - t
+        cycle_calls = r.sf_calls()
+        cycle_counts = r.sf.counts
+        agent_in = r.dispatch.counts.get("agent/in", 0) - in_before
+        confirmed = sum(
+            1 for i in changed_ids if r.sf.get("WorkOrder", i)["Dispatch_Last_Synced__c"] != synced_before[i]
+        )
+
+        idle, idle_calls = cycle(r)
+
+        r.sf.reset_counts()
+        in_before = r.dispatch.counts.get("agent/in", 0)
+        naive_s = naive_publish(r, changed_ids)
+        naive_calls = r.sf_calls()
+        naive_in = r.dispatch.counts.get("agent/in", 0) - in_before
+        r.set_latency(0)
+        r.dispatch.wait_idle(600)
+
+    small = measure_rss(rss_small)
+    large = measure_rss(rss_large)
+    figures: dict[str, Any] = {
+        "flagged_records": flagged,
+        "changed_records": report.changed,
+        "idle_cycle_sf_calls": idle_calls,
+        "cycle_sf_calls": cycle_calls,
+        "canonical_records": report.canonical_records,
+        "batch_size": BATCH_SIZE,
+        "agent_in_requests": agent_in,
+        "wall_s": round(wall_s, 3),
+        "naive_wall_s": round(naive_s, 3),
+        "speedup": round(naive_s / wall_s, 2),
+        "latency_ms": LATENCY_S * 1000,
+        "peak_rss_mb_10k": small["peak_rss_mb"],
+        "peak_rss_mb_100k": large["peak_rss_mb"],
+        # extra figures
+        "expected_agent_in_requests": math.ceil(report.canonical_records / BATCH_SIZE),
+        "cycle_sf_calls_by_kind": ",".join(f"{k}={v}" for k, v in sorted(cycle_counts.items())),
+        "cycle_rows_read": report.read,
+        "cycle_ack_events": settled["received"],
+        "cycle_records_confirmed": confirmed,
+        "publish_wall_s": round(publish_s, 3),
+        "publish_speedup": round(naive_s / publish_s, 2),
+        "naive_sf_calls": naive_calls,
+        "naive_agent_in_requests": naive_in,
+        "idle_cycle_rows_read": idle.read,
+        "idle_cycle_published": idle.changed,
+        "echo_cycle_sf_calls": echo_calls,
+        "echo_cycle_rows_read": echo.read,
+        "echo_cycle_published": echo.changed,
+        "first_load_sf_calls": first_calls,
+        "first_load_s": round(first_load_s, 2),
+        "rss_records_small": rss_small,
+        "rss_records_large": rss_large,
+        "rss_before_cycle_mb": small["rss_before_cycle_mb"],
+        "rss_cycle_s_small": small["cycle_s"],
+        "rss_cycle_s_large": large["cycle_s"],
+        "peak_rss_mb_main": _harness.peak_rss_mb(),
+    }
+    _harness.report(figures, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
