@@ -36,7 +36,10 @@ from connector.sandbox.dispatch import DispatchEmulator  # noqa: E402
 from connector.sandbox.salesforce import SalesforceEmulator  # noqa: E402
 from sync.context import SyncContext  # noqa: E402
 from sync.db import make_engine, upgrade  # noqa: E402
+from sync.poller import drain_outbound_queue  # noqa: E402
+from sync.processor import process_inbox  # noqa: E402
 from sync.settings import load_settings  # noqa: E402
+from sync.writeback import flush_writebacks  # noqa: E402
 
 FIXTURE = ROOT / "connector" / "sandbox" / "fixtures" / "field_service_org.yaml"
 DEFAULT_MAPPING = ROOT / "connector" / "mappings" / "salesforce_default.yaml"
@@ -190,6 +193,31 @@ def rig(contacts: int = 100, workorder_only: bool = True, **overrides: Any) -> I
             yield Rig(sf, dispatch, ctx, clock, provider, contact_ids, folder)
         finally:
             ctx.engine.dispose()
+
+
+def settle(r: Rig, timeout: float = 1800) -> dict[str, int]:
+    """Wait until Dispatch applied everything, then drain, process and flush until nothing is left."""
+    totals = {"received": 0, "processed": 0, "written": 0, "flush_calls": 0}
+    r.dispatch.wait_idle(timeout)
+    while True:
+        polled = drain_outbound_queue(r.ctx)
+        processed = 0
+        while (done := process_inbox(r.ctx).processed) > 0:
+            processed += done
+        written = 0
+        while True:
+            flushed = flush_writebacks(
+                r.ctx.engine, r.ctx.crm, batch_size=r.ctx.settings.writeback_batch_size
+            )
+            totals["flush_calls"] += flushed.calls
+            written += flushed.records_written
+            if flushed.records_written == 0:
+                break
+        totals["received"] += polled.received
+        totals["processed"] += processed
+        totals["written"] += written
+        if polled.received == 0 and processed == 0 and written == 0:
+            return totals
 
 
 def peak_rss_mb() -> float:

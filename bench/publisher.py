@@ -38,38 +38,10 @@ import requests
 
 from connector.crm import format_soql
 from connector.mapping import build_records, soql_select
-from sync.poller import drain_outbound_queue
-from sync.processor import process_inbox
 from sync.publisher import PublishReport, publish_changes
-from sync.writeback import flush_writebacks
 
 LATENCY_S = 0.002
 BATCH_SIZE = 200
-
-
-def settle(r: _harness.Rig, timeout: float = 1800) -> dict[str, int]:
-    """Wait until Dispatch applied everything, then drain, process and flush until nothing is left."""
-    totals = {"received": 0, "processed": 0, "written": 0, "flush_calls": 0}
-    r.dispatch.wait_idle(timeout)
-    while True:
-        polled = drain_outbound_queue(r.ctx)
-        processed = 0
-        while (done := process_inbox(r.ctx).processed) > 0:
-            processed += done
-        written = 0
-        while True:
-            flushed = flush_writebacks(
-                r.ctx.engine, r.ctx.crm, batch_size=r.ctx.settings.writeback_batch_size
-            )
-            totals["flush_calls"] += flushed.calls
-            written += flushed.records_written
-            if flushed.records_written == 0:
-                break
-        totals["received"] += polled.received
-        totals["processed"] += processed
-        totals["written"] += written
-        if polled.received == 0 and processed == 0 and written == 0:
-            return totals
 
 
 def cycle(r: _harness.Rig) -> tuple[PublishReport, int]:
@@ -158,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = r.insert_work_orders(flagged)
         t = time.perf_counter()
         _, first_calls = cycle(r)
-        settle(r)
+        _harness.settle(r)
         first_load_s = time.perf_counter() - t
 
         r.clock.advance(1800)
@@ -176,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         report = publish_changes(r.ctx)
         publish_s = time.perf_counter() - t
-        settled = settle(r)
+        settled = _harness.settle(r)
         wall_s = time.perf_counter() - t
         cycle_calls = r.sf_calls()
         cycle_counts = r.sf.counts
