@@ -146,7 +146,8 @@ class EmulatorServer:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> str:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval makes stop() quick (serve_forever checks for shutdown between polls).
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self.base_url
 

@@ -18,7 +18,7 @@ from connector.dispatch_connect import DispatchConnectClient, OutboundMessage
 from connector.sandbox.dispatch import DispatchEmulator
 from tests.connector.dispatch_helpers import ADDRESS, ORG, drain, job, shape
 
-SAMPLES = Path("/work/shared/seeds/outbound-samples")
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "outbound-samples"
 JOB = "your_system_id"
 CUSTOMER = {"first_name": "James", "last_name": "Dodd", "email": "devs+dodd@dispatch.me"}
 LINES = [{"external_billing_item_id": "your_catalog_id", "title": "", "qty": 2, "price": 3.33}]

@@ -15,7 +15,7 @@ from sync.poller import drain_outbound_queue
 from sync.processor import process_inbox, retry_dead
 from tests.e2e.conftest import Harness
 
-SAMPLES = Path("/work/shared/seeds/outbound-samples")
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "outbound-samples"
 
 
 def published_job(harness: Harness) -> str:
