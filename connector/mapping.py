@@ -123,6 +123,7 @@ class WriteBackSpec(_Strict):
     appointment_end: str | None = None
     survey_rating: str | None = None
     survey_comments: str | None = None
+    notes: NotesSpec | None = None
     error_max_length: int = 255
 
     def all_fields(self) -> set[str]:
@@ -139,6 +140,14 @@ class WriteBackSpec(_Strict):
             *self.milestones.values(),
         }
         return {name for name in names if name}
+
+
+class NotesSpec(_Strict):
+    """Write Dispatch notes and attachments as CRM records (one per note), linked to the parent record."""
+
+    object: str
+    parent_field: str
+    fields: dict[str, str] = Field(default_factory=dict)  # CRM field -> note attribute ("deleted" is a bool)
 
 
 class PendingSpec(_Strict):

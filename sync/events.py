@@ -285,6 +285,33 @@ def on_attachment(ctx: EventContext, data: Mapping[str, Any]) -> None:
     )
     if link is not None:
         _job_writeback(ctx, link, EntityStateRow(kind=kind, external_id=row.external_id), ())
+        _note_record(ctx, link, row, data)
+
+
+def _note_record(
+    ctx: EventContext, link: tuple[str, str, ObjectSpec], row: EntityStateRow, data: Mapping[str, Any]
+) -> None:
+    """Create the CRM note record the first time, update it afterwards (creates coalesce until flushed)."""
+    notes = link[2].write_back.notes
+    if notes is None:
+        return
+    values = {**data, "deleted": bool(data.get("deleted_at"))}
+    fields = {crm: values.get(attr) for crm, attr in notes.fields.items()}
+    existing = ctx.session.exec(
+        select(TrackedRecord).where(
+            col(TrackedRecord.crm_object) == notes.object, col(TrackedRecord.external_id) == row.external_id
+        )
+    ).first()
+    if existing is not None:
+        enqueue_update(ctx.session, notes.object, existing.crm_id, fields, source=ctx.msg_id)
+    else:
+        enqueue_create(
+            ctx.session,
+            notes.object,
+            row.external_id,
+            {notes.parent_field: link[1], **fields},
+            source=ctx.msg_id,
+        )
 
 
 SURVEY_REASONS = re.compile(r"^\s*\[([^\]]*)\]\s*")

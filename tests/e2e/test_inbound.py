@@ -78,6 +78,20 @@ def test_note_updated_then_deleted(harness: Harness) -> None:
     with Session(harness.ctx.engine) as session:
         row = session.exec(select(EntityStateRow).where(EntityStateRow.kind == "note")).one()
     assert row.state == "deleted" and row.attributes["description"] == "Gate code 4321"
+    notes = [harness.sf.get("Dispatch_Note__c", i) for i in harness.sf.record_ids("Dispatch_Note__c")]
+    assert len(notes) == 1
+    assert (
+        notes[0]["Work_Order__c"] == wo and notes[0]["Body__c"] == "Gate code 4321" and notes[0]["Deleted__c"]
+    )
+
+
+def test_attachment_becomes_a_crm_note_record(harness: Harness) -> None:
+    wo = published_job(harness)
+    step(harness, harness.dispatch.add_attachment, wo, "photo.png", "tok-1")
+    notes = [harness.sf.get("Dispatch_Note__c", i) for i in harness.sf.record_ids("Dispatch_Note__c")]
+    assert [(n["Name__c"], n["File_Token__c"], n["Deleted__c"]) for n in notes] == [
+        ("photo.png", "tok-1", False)
+    ]
 
 
 def test_estimate_won_invoice_payment(harness: Harness) -> None:
