@@ -220,7 +220,19 @@ def settle(r: Rig, timeout: float = 1800) -> dict[str, int]:
             return totals
 
 
-def peak_rss_mb() -> float:
+def peak_rss_mb(own: bool = False) -> float:
+    """Peak resident memory in MB. `own`: this process image's own peak (VmHWM), for a child process.
+
+    On Linux ru_maxrss survives fork and execve, so a child started by a big parent reports the parent's
+    peak; VmHWM belongs to the memory map that execve created and does not.
+    """
+    if own:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 

@@ -78,11 +78,11 @@ def rss_child(config: dict[str, Any]) -> None:
         Path(config["mapping_file"]),
         batch_size=BATCH_SIZE,
     )
-    before = _harness.peak_rss_mb()
+    before = _harness.peak_rss_mb(own=True)
     started = time.perf_counter()
     report = publish_changes(ctx)
     figures = {
-        "peak_rss_mb": _harness.peak_rss_mb(),
+        "peak_rss_mb": _harness.peak_rss_mb(own=True),
         "rss_before_cycle_mb": before,
         "read": report.read,
         "canonical_records": report.canonical_records,
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         idle, idle_calls = cycle(r)
+        idle2, idle2_calls = cycle(r)  # still no change: the same lookback rows are read again
 
         r.sf.reset_counts()
         in_before = r.dispatch.counts.get("agent/in", 0)
@@ -195,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         "naive_agent_in_requests": naive_in,
         "idle_cycle_rows_read": idle.read,
         "idle_cycle_published": idle.changed,
+        "second_idle_cycle_sf_calls": idle2_calls,
+        "second_idle_cycle_rows_read": idle2.read,
         "echo_cycle_sf_calls": echo_calls,
         "echo_cycle_rows_read": echo.read,
         "echo_cycle_published": echo.changed,
