@@ -94,6 +94,17 @@ def _apply(
             external_id=row.external_id,
             msg_id=ctx.msg_id,
         )
+    elif result.changed:
+        reason = f" ({row.status_message})" if row.status_message else ""
+        write_log(
+            ctx.session,
+            f"{row.kind} {row.external_id}: {result.from_state or 'new'} -> {row.state}{reason}",
+            direction="in",
+            entity=row.kind,
+            crm_record_id=row.crm_id,
+            external_id=row.external_id,
+            msg_id=ctx.msg_id,
+        )
     return result
 
 
@@ -145,10 +156,10 @@ def on_job(ctx: EventContext, data: Mapping[str, Any]) -> None:
     if row is None:
         _unroutable(ctx, "job", data)
         return
-    status = str(data.get("status") or row.state or "offered")
-    result = _apply(ctx, row, status, parse_time(data.get("updated_at")), data.get("status_message") or None)
     link = crm_link(ctx, row.external_id)
     _link_crm(row, link)
+    status = str(data.get("status") or row.state or "offered")
+    result = _apply(ctx, row, status, parse_time(data.get("updated_at")), data.get("status_message") or None)
     if link is None:
         _job_without_crm_record(ctx, row, data)
         return
@@ -159,7 +170,7 @@ def on_job(ctx: EventContext, data: Mapping[str, Any]) -> None:
 def _job_without_crm_record(ctx: EventContext, row: EntityStateRow, data: Mapping[str, Any]) -> None:
     """A job born in Dispatch: create the CRM record when the mapping allows it, else log it for support."""
     for name, spec in ctx.mapping.objects.items():
-        if spec.primary_record().type == "job" and spec.inbound_jobs.enabled:
+        if spec.primary_record().type == "job" and spec.inbound_jobs.enabled and row.state == "offered":
             fields = {crm: _path(data, attr) for crm, attr in spec.inbound_jobs.fields.items()}
             fields.update(spec.inbound_jobs.constants)
             if spec.write_back.status:
