@@ -254,13 +254,22 @@ def flag(ctx: _Ctx, crm_object: str, where: str, params: tuple[str, ...], unset:
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Print the exact payloads; send and store nothing.")
-@click.option("--all", "full", is_flag=True, help="Re-read every flagged record, not only recent changes.")
+@click.option(
+    "--all",
+    "full",
+    is_flag=True,
+    help="First load: every flagged record, with a progress bar; safe to interrupt and rerun.",
+)
 @pass_ctx
 def publish(ctx: _Ctx, dry_run: bool, full: bool) -> None:
     """Publish changed flagged records to Dispatch (one cycle)."""
     from sync.publisher import publish_changes
 
-    report = publish_changes(_context(ctx), dry_run=dry_run, full=full)
+    sync_ctx = _context(ctx)
+    if full and not dry_run:
+        report = _backfill_with_progress(sync_ctx)
+    else:
+        report = publish_changes(sync_ctx, dry_run=dry_run, full=full)
     if dry_run:
         click.echo(json.dumps(report.payloads, indent=2))
     click.echo(
@@ -271,6 +280,30 @@ def publish(ctx: _Ctx, dry_run: bool, full: bool) -> None:
     )
     if report.send_errors:
         raise SyncError(f"sending failed (will retry next cycle): {report.send_errors[0]}")
+
+
+def _backfill_with_progress(sync_ctx: Any) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    from sync.publisher import backfill_all, count_flagged
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.speed or 0:,.0f} rec/s")
+
+    columns = (TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as progress:
+        task = progress.add_task("records", total=count_flagged(sync_ctx))
+        return backfill_all(sync_ctx, progress=lambda n: progress.advance(task, n))
 
 
 @cli.command()

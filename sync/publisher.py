@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
@@ -42,6 +42,7 @@ from sync.synclog import write_log
 from sync.writeback import enqueue_update
 
 ROWS_PER_CHUNK = 500
+BACKFILL_ROWS_PER_COMMIT = 2000
 STATUS_KEY, ORG_KEY = "_requested_status", "_organization"
 
 
@@ -127,26 +128,86 @@ def _collect_object(
     report: PublishReport,
     full: bool,
     progress: Callable[[int], None] | None,
-) -> Iterator[_Change]:
+) -> list[_Change]:
+    changes: list[_Change] = []
     newest: datetime | None = None
     rows = ctx.crm.query_iter(_query_for(ctx, session, name, spec, full))
     for chunk in _chunks(rows, ROWS_PER_CHUNK):
-        tracked = _load_tracked(session, name, [str(row["Id"]) for row in chunk])
-        for row in chunk:
-            report.read += 1
-            newest = _later(newest, row.get("SystemModstamp"))
-            change = _decide(ctx, session, name, spec, row, tracked.get(str(row["Id"])), report)
-            if change is not None:
-                report.changed += 1
-                yield change
+        newest = _later(newest, _decide_rows(ctx, session, name, spec, chunk, report, changes))
         if progress:
             progress(len(chunk))
-    if newest is not None and not spec.pending:
-        mark = session.get(Watermark, name) or Watermark(crm_object=name)
-        if mark.system_modstamp is None or newest > mark.system_modstamp:
-            mark.system_modstamp = newest
-        mark.updated_at = utcnow()
-        session.add(mark)
+    _advance_watermark(session, name, spec, newest)
+    return changes
+
+
+def _decide_rows(
+    ctx: SyncContext,
+    session: Session,
+    name: str,
+    spec: ObjectSpec,
+    rows: list[Mapping[str, Any]],
+    report: PublishReport,
+    changes: list[_Change],
+) -> datetime | None:
+    """Decide a chunk of rows against their tracked state (one query); return the newest SystemModstamp."""
+    newest: datetime | None = None
+    tracked = _load_tracked(session, name, [str(row["Id"]) for row in rows])
+    for row in rows:
+        report.read += 1
+        newest = _later(newest, row.get("SystemModstamp"))
+        change = _decide(ctx, session, name, spec, row, tracked.get(str(row["Id"])), report)
+        if change is not None:
+            report.changed += 1
+            changes.append(change)
+    return newest
+
+
+def _advance_watermark(session: Session, name: str, spec: ObjectSpec, newest: datetime | None) -> None:
+    if newest is None or spec.pending:
+        return
+    mark = session.get(Watermark, name) or Watermark(crm_object=name)
+    if mark.system_modstamp is None or newest > mark.system_modstamp:
+        mark.system_modstamp = newest
+    mark.updated_at = utcnow()
+    session.add(mark)
+
+
+def backfill_all(
+    ctx: SyncContext,
+    *,
+    progress: Callable[[int], None] | None = None,
+    rows_per_commit: int = BACKFILL_ROWS_PER_COMMIT,
+) -> PublishReport:
+    """First load of every flagged record, committed and sent chunk by chunk.
+
+    Interrupting it loses at most the chunk in hand: a rerun re-reads everything, and the stored hashes skip
+    every record already published (confirmed or not), so nothing is sent twice."""
+    report = PublishReport()
+    with single_instance(ctx.engine, "publisher"):
+        _send_pending(ctx, report)
+        for name, spec in ctx.mapping.objects.items():
+            with session_scope(ctx.engine) as session:
+                query = _query_for(ctx, session, name, spec, full=True)
+            newest: datetime | None = None
+            for chunk in _chunks(ctx.crm.query_iter(query), rows_per_commit):
+                with session_scope(ctx.engine) as session:
+                    changes: list[_Change] = []
+                    newest = _later(newest, _decide_rows(ctx, session, name, spec, chunk, report, changes))
+                    _write_outbox(session, changes, ctx.settings.batch_size, report)
+                _send_pending(ctx, report)
+                if progress:
+                    progress(len(chunk))
+            with session_scope(ctx.engine) as session:
+                _advance_watermark(session, name, spec, newest)
+    return report
+
+
+def count_flagged(ctx: SyncContext) -> int:
+    """How many records a backfill will read (one COUNT() query per object), for the progress bar."""
+    return sum(
+        int(ctx.crm.count(f"SELECT COUNT() FROM {name} WHERE {spec.flag.soql_condition()}"))
+        for name, spec in ctx.mapping.objects.items()
+    )
 
 
 def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
@@ -162,8 +223,6 @@ def _later(current: datetime | None, value: Any) -> datetime | None:
         value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     )
     if stamp.tzinfo is None:
-        from datetime import UTC
-
         stamp = stamp.replace(tzinfo=UTC)
     return stamp if current is None or stamp > current else current
 

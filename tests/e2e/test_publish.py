@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import select
 
 from sync.models import OutboxBatch, SyncLog
@@ -141,3 +142,36 @@ def test_soql_injection_in_record_data_is_harmless(harness: Harness) -> None:
     wo = harness.work_order(Subject="x' OR Name != '' --", Description="<script>alert(1)</script>")
     harness.publish()
     assert harness.dispatch.records("job")[wo]["title"] == "x' OR Name != '' --"
+
+
+def test_backfill_can_be_interrupted_and_resumed_without_resending(harness: Harness) -> None:
+    from sqlmodel import Session
+
+    from sync.publisher import backfill_all, count_flagged
+
+    orders = [harness.work_order(Subject=f"Job {n}") for n in range(25)]
+    assert count_flagged(harness.ctx) == 26  # 25 work orders + the provider account
+    seen: list[int] = []
+
+    def interrupt_after_two_chunks(n: int) -> None:
+        seen.append(n)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        backfill_all(harness.ctx, progress=interrupt_after_two_chunks, rows_per_commit=10)
+    harness.dispatch.wait_idle(10)
+    halfway = len(harness.dispatch.records("job"))
+    assert 0 < halfway < 25
+    report = backfill_all(harness.ctx, rows_per_commit=10)
+    harness.dispatch.wait_idle(10)
+    assert sorted(harness.dispatch.records("job")) == sorted(orders)
+    with Session(harness.ctx.engine) as session:
+        sent_jobs = [
+            r["record"]["external_id"]
+            for b in session.exec(select(OutboxBatch)).all()
+            for r in b.payload
+            if r["record_type"] == "job"
+        ]
+    assert sorted(sent_jobs) == sorted(orders)  # each job in exactly one batch
+    assert report.changed == 25 - halfway + 1  # the rest, plus the provider account read last
