@@ -1,0 +1,119 @@
+"""A server-side SVG of one state machine: no JavaScript renderer is available offline.
+
+Layout: states in columns by their distance from the initial states (a breadth-first walk), arrows as straight
+lines between box edges with the trigger written at the middle. Crude, but readable for tables of < 10 states.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from markupsafe import Markup, escape
+
+from statemachines import transition_table
+from statemachines.tables import TABLES
+
+BOX_W, BOX_H, COL_GAP, ROW_GAP, MARGIN = 120, 34, 90, 36, 20
+
+
+@dataclass(frozen=True)
+class Box:
+    state: str
+    x: int
+    y: int
+    initial: bool
+
+    @property
+    def cx(self) -> float:
+        return self.x + BOX_W / 2
+
+    @property
+    def cy(self) -> float:
+        return self.y + BOX_H / 2
+
+
+def _columns(kind: str) -> list[list[str]]:
+    table = TABLES[kind]
+    edges: dict[str, list[str]] = {}
+    for _trigger, source, dest in transition_table(kind):
+        edges.setdefault(source, []).append(dest)
+    depth: dict[str, int] = {s: 0 for s in table.initial}
+    queue = deque(table.initial)
+    while queue:
+        state = queue.popleft()
+        for nxt in edges.get(state, []):
+            if nxt not in depth:
+                depth[nxt] = depth[state] + 1
+                queue.append(nxt)
+    last = max(depth.values(), default=0)
+    for state in table.states:  # entry-only or unreachable states go in a last column
+        depth.setdefault(state, last + 1)
+    columns: list[list[str]] = [[] for _ in range(max(depth.values()) + 1)]
+    for state in table.states:
+        columns[depth[state]].append(state)
+    return [c for c in columns if c]
+
+
+def _layout(kind: str) -> dict[str, Box]:
+    initial = set(TABLES[kind].initial)
+    boxes: dict[str, Box] = {}
+    for ci, column in enumerate(_columns(kind)):
+        for ri, state in enumerate(column):
+            x = MARGIN + ci * (BOX_W + COL_GAP)
+            y = MARGIN + ri * (BOX_H + ROW_GAP)
+            boxes[state] = Box(state, x, y, state in initial)
+    return boxes
+
+
+def _edge_point(box: Box, toward: Box) -> tuple[float, float]:
+    """Where the line from `box`'s centre toward `toward`'s centre leaves `box`."""
+    dx, dy = toward.cx - box.cx, toward.cy - box.cy
+    if dx == 0 and dy == 0:
+        return box.cx, box.cy
+    scale = min(
+        (BOX_W / 2) / abs(dx) if dx else float("inf"),
+        (BOX_H / 2) / abs(dy) if dy else float("inf"),
+    )
+    return box.cx + dx * scale, box.cy + dy * scale
+
+
+def _arrows(kind: str, boxes: dict[str, Box]) -> list[str]:
+    labels: dict[tuple[str, str], list[str]] = {}
+    for trigger, source, dest in transition_table(kind):
+        labels.setdefault((source, dest), []).append(trigger)
+    parts = []
+    for (source, dest), triggers in labels.items():
+        a, b = boxes[source], boxes[dest]
+        x1, y1 = _edge_point(a, b)
+        x2, y2 = _edge_point(b, a)
+        # Offset a pair of opposite arrows so both stay visible.
+        off = 4 if (dest, source) in labels and source < dest else (-4 if (dest, source) in labels else 0)
+        parts.append(
+            f'<line x1="{x1:.0f}" y1="{y1 + off:.0f}" x2="{x2:.0f}" y2="{y2 + off:.0f}" class="arrow" '
+            'marker-end="url(#head)"/>'
+            f'<text x="{(x1 + x2) / 2:.0f}" y="{(y1 + y2) / 2 + off - 3:.0f}" class="trigger">'
+            f"{escape(', '.join(triggers))}</text>"
+        )
+    return parts
+
+
+def machine_svg(kind: str) -> Markup:
+    boxes = _layout(kind)
+    width = max(b.x for b in boxes.values()) + BOX_W + MARGIN
+    height = max(b.y for b in boxes.values()) + BOX_H + MARGIN
+    shapes = [
+        f'<rect x="{b.x}" y="{b.y}" width="{BOX_W}" height="{BOX_H}" rx="6" '
+        f'class="state{" initial" if b.initial else ""}"/>'
+        f'<text x="{b.cx:.0f}" y="{b.cy + 4:.0f}" class="name">{escape(b.state)}</text>'
+        for b in boxes.values()
+    ]
+    head = (
+        '<defs><marker id="head" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>'
+    )
+    body = "".join([head, *_arrows(kind, boxes), *shapes])
+    return Markup(
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(kind)} state machine" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" class="machine">{body}</svg>'
+    )
