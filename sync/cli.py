@@ -383,6 +383,45 @@ def retry(ctx: _Ctx, dead: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--role",
+    type=click.Choice(["all", "publisher", "poller", "processor"]),
+    default="all",
+    show_default=True,
+    help="Which jobs this process runs (several processes may share one store).",
+)
+@click.option("--once", is_flag=True, help="Run each job once and exit (no scheduler, no HTTP server).")
+@pass_ctx
+def run(ctx: _Ctx, role: str, once: bool) -> None:
+    """Run the sync daemon: scheduled jobs plus /healthz, /readyz, /metrics and the dashboard."""
+    from sync.daemon import Daemon, serve
+    from sync.logsetup import configure_logging
+
+    settings = ctx.settings
+    configure_logging(settings.log_json)
+    daemon = Daemon(_context(ctx), role=role)
+    if once:
+        daemon.run_once()
+        failed = [s for s in daemon.health.snapshot().values() if s.last_result == "error"]
+        if failed:
+            raise SyncError(
+                f"{len(failed)} job(s) failed: " + "; ".join(f"{s.name}: {s.last_error}" for s in failed)
+            )
+        return
+    if settings.dashboard_host not in ("127.0.0.1", "localhost", "::1") and not settings.dashboard_token:
+        raise SyncError(
+            "DASHBOARD_HOST is not loopback: set DASHBOARD_TOKEN so the dashboard is not open to all"
+        )
+    serve(
+        daemon,
+        settings.dashboard_host,
+        settings.dashboard_port,
+        token=settings.secret("dashboard_token") or None,
+        on_started=lambda url: err_console.print(f"dashboard and health on {url} (Ctrl-C to stop)"),
+    )
+
+
+@cli.command()
 @click.option("--work-orders", default=50, show_default=True, help="Work orders to seed.")
 @click.option("--flagged", default=12, show_default=True, help="How many of them the admin flags.")
 def demo(work_orders: int, flagged: int) -> None:

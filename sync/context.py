@@ -6,6 +6,7 @@ The edges are created on first use, so a command that only reads the store needs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,8 @@ class SyncContext:
     mapping: MappingConfig
     dispatch_client: DispatchConnectClient | None = None
     crm_gateway: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Called with (session, system) for each HTTP session the context builds (metrics count calls this way).
+    session_hooks: list[Callable[[requests.Session, str], None]] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, check: bool = True, **edges: Any) -> SyncContext:
@@ -38,10 +40,14 @@ class SyncContext:
     def dispatch(self) -> DispatchConnectClient:
         if self.dispatch_client is None:
             self.settings.require("dispatch_public_key", "dispatch_secret")
+            session = requests.Session()
+            for hook in self.session_hooks:
+                hook(session, "dispatch")
             self.dispatch_client = DispatchConnectClient(
                 self.settings.dispatch_base_url,
                 str(self.settings.dispatch_public_key),
                 self.settings.secret("dispatch_secret"),
+                session=session,
                 timeout=self.settings.dispatch_timeout_s,
             )
         return self.dispatch_client
@@ -57,6 +63,8 @@ class SyncContext:
             if s.salesforce_ca_bundle:
                 session.verify = str(s.salesforce_ca_bundle)
                 session.trust_env = False  # else REQUESTS_CA_BUNDLE overrides verify
+            for hook in self.session_hooks:
+                hook(session, "salesforce")
             self.crm_gateway = connect_salesforce(
                 instance_url=str(s.salesforce_instance_url),
                 username=str(s.salesforce_username),
