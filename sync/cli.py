@@ -424,11 +424,13 @@ def run(ctx: _Ctx, role: str, once: bool) -> None:
 @cli.command()
 @click.option("--work-orders", default=50, show_default=True, help="Work orders to seed.")
 @click.option("--flagged", default=12, show_default=True, help="How many of them the admin flags.")
-def demo(work_orders: int, flagged: int) -> None:
+@click.option("--serve", is_flag=True, help="Keep running afterwards and serve the dashboard.")
+@click.option("--port", default=8765, show_default=True, help="Dashboard port with --serve.")
+def demo(work_orders: int, flagged: int, serve: bool, port: int) -> None:
     """Run the whole loop offline against the local emulators and show the result."""
     from sync.demo import run_demo
 
-    sys.exit(run_demo(work_orders, flagged, console))
+    sys.exit(run_demo(work_orders, flagged, console, serve_port=port if serve else None))
 
 
 @cli.group()

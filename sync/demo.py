@@ -127,7 +127,9 @@ def _play_field(dispatch: DispatchEmulator, orders: list[str], clock: list[float
     dispatch.create_invoice(orders[1])
 
 
-def run_demo(work_orders: int = 50, flagged: int = 12, console: Console | None = None) -> int:
+def run_demo(
+    work_orders: int = 50, flagged: int = 12, console: Console | None = None, *, serve_port: int | None = None
+) -> int:
     console = console or Console()
     clock = [time.time()]
     workdir = Path(tempfile.mkdtemp(prefix="dispatch-demo-"))
@@ -175,6 +177,8 @@ def run_demo(work_orders: int = 50, flagged: int = 12, console: Console | None =
             _cycle(ctx, dsp)
         _print_records(console, sf, [*chosen, bad])
         _print_log(console, ctx)
+        if serve_port is not None:
+            _serve(ctx, console, serve_port)
         console.print(
             f"job state machine: {len(transition_table('job'))} transitions "
             "(see `dispatch-connector machines`)"
@@ -185,6 +189,16 @@ def run_demo(work_orders: int = 50, flagged: int = 12, console: Console | None =
             f"  DATABASE_URL=sqlite:///{workdir}/demo.db dispatch-connector log"
         )
     return 0
+
+
+def _serve(ctx: SyncContext, console: Console, port: int) -> None:
+    """Keep the emulators and a daemon running so the dashboard can be explored; Ctrl-C ends it."""
+    from sync.daemon import Daemon, serve
+
+    def started(url: str) -> None:
+        console.print(f"[bold green]dashboard[/] {url}/   (daemon running on the emulators; Ctrl-C to stop)")
+
+    serve(Daemon(ctx), "127.0.0.1", port, on_started=started)
 
 
 def _print_records(console: Console, sf: SalesforceEmulator, ids: list[str]) -> None:
