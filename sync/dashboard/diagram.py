@@ -14,7 +14,9 @@ from markupsafe import Markup, escape
 from statemachines import transition_table
 from statemachines.tables import TABLES
 
-BOX_W, BOX_H, COL_GAP, ROW_GAP, MARGIN = 120, 34, 90, 36, 20
+BOX_W, BOX_H, COL_GAP, ROW_GAP, MARGIN = 120, 34, 110, 40, 20
+LABEL_AT = 0.35
+BOW_ROOM = 110  # right of the last column, for curved arrows and their labels
 
 
 @dataclass(frozen=True)
@@ -85,22 +87,47 @@ def _arrows(kind: str, boxes: dict[str, Box]) -> list[str]:
     parts = []
     for (source, dest), triggers in labels.items():
         a, b = boxes[source], boxes[dest]
+        text = escape(", ".join(triggers))
+        if a.x == b.x and abs(a.y - b.y) > BOX_H + ROW_GAP:
+            parts.append(_bow(a, b, text))
+            continue
         x1, y1 = _edge_point(a, b)
         x2, y2 = _edge_point(b, a)
-        # Offset a pair of opposite arrows so both stay visible.
-        off = 4 if (dest, source) in labels and source < dest else (-4 if (dest, source) in labels else 0)
+        # Shift a pair of opposite arrows apart (perpendicular to the line) so both stay visible.
+        shift = 5.0 if (dest, source) in labels else 0.0
+        length = max(((x2 - x1) ** 2 + (y2 - y1) ** 2) ** 0.5, 1.0)
+        nx, ny = -(y2 - y1) / length * shift, (x2 - x1) / length * shift
+        x1, y1, x2, y2 = x1 + nx, y1 + ny, x2 + nx, y2 + ny
+        # Labels sit a third of the way from the source: arrows into one state then keep their labels apart.
+        lx, ly = x1 + (x2 - x1) * LABEL_AT, y1 + (y2 - y1) * LABEL_AT - 3
+        anchor = "middle"
+        if abs(x2 - x1) < 1:  # vertical: write beside the line, on the side it was shifted to
+            anchor, lx = ("end", lx - 4) if nx > 0 else ("start", lx + 4)
         parts.append(
-            f'<line x1="{x1:.0f}" y1="{y1 + off:.0f}" x2="{x2:.0f}" y2="{y2 + off:.0f}" class="arrow" '
+            f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" class="arrow" '
             'marker-end="url(#head)"/>'
-            f'<text x="{(x1 + x2) / 2:.0f}" y="{(y1 + y2) / 2 + off - 3:.0f}" class="trigger">'
-            f"{escape(', '.join(triggers))}</text>"
+            f'<text x="{lx:.0f}" y="{ly + 7:.0f}" text-anchor="{anchor}" class="trigger">{text}</text>'
         )
     return parts
 
 
+def _bow(a: Box, b: Box, text: str) -> str:
+    """An arrow between non-adjacent boxes of one column, curved out to the right so it passes no box."""
+    span = abs(a.y - b.y) / (BOX_H + ROW_GAP)
+    x1, y1, x2, y2 = a.x + BOX_W, a.cy, b.x + BOX_W, b.cy
+    bulge = 22 * span + (26 if a.y > b.y else 0)  # an upward arrow bows further than its downward twin
+    cx, cy = x1 + bulge, (y1 + y2) / 2
+    lx, ly = x1 + bulge / 2 + 3, cy + (12 if a.y > b.y else 0)
+    return (
+        f'<path d="M{x1:.0f},{y1:.0f} Q{cx:.0f},{cy:.0f} {x2:.0f},{y2:.0f}" class="arrow" fill="none" '
+        'marker-end="url(#head)"/>'
+        f'<text x="{lx:.0f}" y="{ly:.0f}" text-anchor="start" class="trigger">{text}</text>'
+    )
+
+
 def machine_svg(kind: str) -> Markup:
     boxes = _layout(kind)
-    width = max(b.x for b in boxes.values()) + BOX_W + MARGIN
+    width = max(b.x for b in boxes.values()) + BOX_W + MARGIN + BOW_ROOM
     height = max(b.y for b in boxes.values()) + BOX_H + MARGIN
     shapes = [
         f'<rect x="{b.x}" y="{b.y}" width="{BOX_W}" height="{BOX_H}" rx="6" '

@@ -356,7 +356,7 @@ def _write_back_events(session: Session, timeline: Timeline, inbox_ids: set[str]
             label = {"done": "write-back flushed", "failed": "write-back failed"}.get(
                 r.status, "write-back retry"
             )
-            summary = f"{target}: {r.status} after {r.attempts} attempt(s)"
+            summary = f"{target}: {r.status}" + (f" ({r.attempts} failed attempt(s))" if r.attempts else "")
             if r.last_error:
                 summary += f": {r.last_error}"
             events.append(TimelineEvent(end, "write_back", label, summary, level, r.source))
