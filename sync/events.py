@@ -51,15 +51,15 @@ def _entity(ctx: EventContext, kind: str, external_id: str | None, dispatch_id: 
     row = None
     if external_id:
         row = session.exec(
-            select(EntityStateRow).where(
-                col(EntityStateRow.kind) == kind, col(EntityStateRow.external_id) == external_id
-            )
+            select(EntityStateRow)
+            .where(col(EntityStateRow.kind) == kind, col(EntityStateRow.external_id) == external_id)
+            .with_for_update()  # PostgreSQL workers: read-modify-write of one entity is serialised
         ).first()
     if row is None and dispatch_id is not None:
         row = session.exec(
-            select(EntityStateRow).where(
-                col(EntityStateRow.kind) == kind, col(EntityStateRow.dispatch_id) == str(dispatch_id)
-            )
+            select(EntityStateRow)
+            .where(col(EntityStateRow.kind) == kind, col(EntityStateRow.dispatch_id) == str(dispatch_id))
+            .with_for_update()
         ).first()
     if row is None:
         key = external_id or (f"dispatch:{dispatch_id}" if dispatch_id is not None else None)

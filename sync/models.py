@@ -126,6 +126,8 @@ class InboxMessage(SQLModel, table=True):
     processed_at: datetime | None = _ts()
     next_attempt_at: datetime | None = _ts()
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+    claimed_by: str | None = Field(default=None, max_length=128)  # worker holding it (PostgreSQL workers)
+    claimed_until: datetime | None = _ts()
 
 
 class EntityStateRow(SQLModel, table=True):

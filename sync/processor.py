@@ -10,9 +10,10 @@ message ID.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import or_, text
 from sqlmodel import col, select
 
 from connector.dispatch_connect import OutboundMessage
@@ -20,6 +21,7 @@ from sync.context import SyncContext
 from sync.db import session_scope
 from sync.dbtypes import utcnow
 from sync.events import EventContext, handle_action
+from sync.locks import HOLDER
 from sync.models import InboxMessage
 from sync.synclog import write_log
 from sync.writeback import backoff
@@ -46,9 +48,54 @@ def due_messages(ctx: SyncContext, limit: int) -> list[str]:
         return list(session.exec(query).all())
 
 
+# Several workers on PostgreSQL: claim the oldest unprocessed message of each entity, skipping rows another
+# worker has locked. Only the oldest of an entity is claimable, so no two workers hold one entity at once and
+# its events apply in arrival order. A crashed worker's claims lapse after CLAIM_LEASE.
+CLAIM_SQL = text("""
+UPDATE inbox_message SET claimed_by = :worker, claimed_until = :until
+WHERE message_id IN (
+    SELECT m.message_id FROM inbox_message m
+    WHERE m.status = 'new'
+      AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= :now)
+      AND (m.claimed_until IS NULL OR m.claimed_until < :now)
+      AND NOT EXISTS (
+          SELECT 1 FROM inbox_message o
+          WHERE o.entity_key = m.entity_key AND o.status = 'new'
+            AND (o.received_at < m.received_at
+                 OR (o.received_at = m.received_at AND o.message_id < m.message_id)))
+    ORDER BY m.received_at, m.message_id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED)
+RETURNING message_id, received_at
+""")
+CLAIM_BATCH = 10
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+def claim_messages(ctx: SyncContext, limit: int) -> list[str]:
+    now = utcnow()
+    with ctx.engine.begin() as connection:
+        rows = connection.execute(
+            CLAIM_SQL, {"worker": HOLDER, "until": now + CLAIM_LEASE, "now": now, "limit": limit}
+        ).all()
+    return [row.message_id for row in sorted(rows, key=lambda r: (r.received_at, r.message_id))]
+
+
 def process_inbox(ctx: SyncContext, *, limit: int = 1000) -> ProcessReport:
     report = ProcessReport()
-    for message_id in due_messages(ctx, limit):
+    if ctx.engine.dialect.name != "postgresql":
+        # SQLite: one writer at a time anyway; process_message re-checks the status under BEGIN IMMEDIATE.
+        _process_ids(ctx, due_messages(ctx, limit), report)
+        return report
+    done = 0
+    while done < limit and (claimed := claim_messages(ctx, min(CLAIM_BATCH, limit - done))):
+        _process_ids(ctx, claimed, report)
+        done += len(claimed)
+    return report
+
+
+def _process_ids(ctx: SyncContext, message_ids: list[str], report: ProcessReport) -> None:
+    for message_id in message_ids:
         try:
             if process_message(ctx, message_id):
                 report.processed += 1
@@ -57,13 +104,12 @@ def process_inbox(ctx: SyncContext, *, limit: int = 1000) -> ProcessReport:
             report.errors.append(f"{message_id}: {type(exc).__name__}: {exc}")
             if _record_failure(ctx, message_id, exc):
                 report.dead += 1
-    return report
 
 
 def process_message(ctx: SyncContext, message_id: str) -> bool:
     """Apply one message; False when another worker already did."""
     with session_scope(ctx.engine) as session:
-        row = session.get(InboxMessage, message_id)
+        row = session.get(InboxMessage, message_id, with_for_update=True)
         if row is None or row.status != "new":
             return False
         message = OutboundMessage.parse(row.payload)
@@ -72,6 +118,7 @@ def process_message(ctx: SyncContext, message_id: str) -> bool:
             handle_action(event_ctx, action.put_type, action.data)
         row.status, row.processed_at, row.last_error = "processed", utcnow(), None
         row.attempts += 1
+        row.claimed_by = row.claimed_until = None
         session.add(row)
     return True
 
@@ -83,6 +130,7 @@ def _record_failure(ctx: SyncContext, message_id: str, exc: Exception) -> bool:
         if row is None:
             return False
         row.attempts += 1
+        row.claimed_by = row.claimed_until = None
         row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
         row.next_attempt_at = utcnow() + backoff(row.attempts, base_s=1.0)
         dead = row.attempts >= ctx.settings.max_attempts
