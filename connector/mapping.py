@@ -228,9 +228,28 @@ class ObjectSpec(_Strict):
         return self.records[-1]
 
 
+class LogObjectSpec(_Strict):
+    """Mirror sync-log rows into a CRM object shaped like the playbook's Dispatch_Log__c."""
+
+    object: str
+    levels: list[str] = Field(default_factory=lambda: ["error"])
+
+    @field_validator("levels")
+    @classmethod
+    def _known_levels(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - {"debug", "info", "warning", "error"}
+        if unknown:
+            raise ValueError(f"unknown level(s) {sorted(unknown)}; use debug, info, warning, error")
+        return value
+    fields: dict[
+        str, Literal["message", "crm_record_id", "external_id", "entity", "direction", "msg_id", "level"]
+    ]
+
+
 class Mapping_(_Strict):
     version: Literal[1] = 1
     objects: dict[str, ObjectSpec]
+    log_object: LogObjectSpec | None = None
 
 
 class MappingConfig:

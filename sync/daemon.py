@@ -24,6 +24,7 @@ from sync.context import SyncContext
 from sync.db import session_scope
 from sync.health import JobHealth
 from sync.locks import LockHeld
+from sync.logmirror import mirror_log
 from sync.metrics import Metrics
 from sync.poller import drain_outbound_queue
 from sync.processor import process_inbox
@@ -59,8 +60,11 @@ def _process(ctx: SyncContext) -> str:
 
 
 def _writeback(ctx: SyncContext) -> str:
+    mirrored = mirror_log(ctx)
     r = flush_writebacks(ctx.engine, ctx.crm, batch_size=ctx.settings.writeback_batch_size)
-    return f"records {r.records_written} in {r.calls} call(s), failures {len(r.failures)}"
+    return (
+        f"records {r.records_written} in {r.calls} call(s), failures {len(r.failures)}, log rows {mirrored}"
+    )
 
 
 def _retention(ctx: SyncContext) -> str:

@@ -132,3 +132,18 @@ def test_bulk_flag_quotes_values_safely(harness: Harness) -> None:
     )
     with pytest.raises(ValueError, match="one SOQL condition"):
         flag_records(harness.ctx, "WorkOrder", "City = 'x'; DELETE")
+
+
+def test_errors_are_mirrored_into_the_crm_log_object(harness: Harness) -> None:
+    from sync.daemon import Daemon
+
+    wo = harness.work_order(State=None, PostalCode=None)
+    daemon = Daemon(harness.ctx)
+    daemon.run_once()
+    harness.dispatch.wait_idle(10)
+    daemon.run_once()
+    daemon.run_once()
+    logs = [harness.sf.get("Dispatch_Log__c", i) for i in harness.sf.record_ids("Dispatch_Log__c")]
+    mine = [row for row in logs if row["Record_Id__c"] == wo]
+    assert len(mine) == 1  # mirrored once, however often the job runs
+    assert "address" in mine[0]["Error__c"] and mine[0]["Direction__c"] == "out"
