@@ -116,7 +116,7 @@ def world(
     dispatch_faults: Faults | None = None,
     queue_faults: QueueFaults | None = None,
 ) -> Iterator[World]:
-    """Both emulators on loopback, one provider, one contact, `records` flagged work orders, a migrated store."""
+    """Both emulators on loopback, a provider, a contact, `records` flagged work orders, a migrated store."""
     with (
         SalesforceEmulator(FIXTURE, faults=sf_faults) as sf,
         DispatchEmulator(
@@ -231,7 +231,10 @@ class FieldPlayer:
             self._refresh_present()
             now, played = self.dispatch.clock(), 0
             for wo in sorted(self.present, key=self.index.__getitem__):
-                if self.next_step[wo] < len(self.plan[wo]) and now - self.last_at.get(wo, -1e18) >= self.min_gap_s:
+                if (
+                    self.next_step[wo] < len(self.plan[wo])
+                    and now - self.last_at.get(wo, -1e18) >= self.min_gap_s
+                ):
                     self.play(wo)
                     played += 1
             return played
@@ -377,9 +380,7 @@ def _assess_store(s: Session, player: FieldPlayer, a: Assessment) -> None:
     for (message_id, text), n in transitions.items():
         if n > 1:
             a.duplicated.append(f"message {message_id} applied {n} times: {text}")
-    a.counts.update(
-        inbox=len(inbox), batches=len(batches), field_messages=len(player.field_messages)
-    )
+    a.counts.update(inbox=len(inbox), batches=len(batches), field_messages=len(player.field_messages))
 
 
 def crm_state(w: World) -> dict[int, dict[str, Any]]:
@@ -389,14 +390,16 @@ def crm_state(w: World) -> dict[int, dict[str, Any]]:
     }
 
 
-# --- the daemon subprocess ------------------------------------------------------------------------------------
+# --- the daemon subprocess ---------------------------------------------------------------------------
 class DaemonProcess:
     """`python -m sync.cli run` against both emulators; stdout/stderr go to a file (no pipe to fill)."""
 
     def __init__(self, w: World, workdir: Path, *, interval_s: float = 0.2, batch_size: int = 200) -> None:
         self.w, self.workdir = w, workdir
         self.log_path = workdir / "daemon.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DISPATCH_", "SALESFORCE_", "DATABASE_"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("DISPATCH_", "SALESFORCE_", "DATABASE_"))
+        }
         interval = str(interval_s)
         env.update(
             DATABASE_URL=w.database_url,
