@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import Engine
 
 from connector.mapping import MappingConfig, load_mapping
+from connector.sandbox.dispatch import DispatchEmulator
+from connector.signing import sign
 from sync.context import SyncContext
 from sync.db import make_engine, session_scope, upgrade
 from sync.dbtypes import utcnow
@@ -74,3 +77,30 @@ def store_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreFac
     for suffix in ("-wal", "-shm"):  # checkpointed on dispose; a copy must not carry stale side files
         assert not Path(f"{template}{suffix}").exists() or Path(f"{template}{suffix}").stat().st_size == 0
     yield StoreFactory(template, workdir, load_mapping())
+
+
+DISPATCH_KEY, DISPATCH_SECRET = "organization|7|badinput", "b4d1" * 16
+
+
+@pytest.fixture
+def dispatch() -> Iterator[DispatchEmulator]:
+    """A bare Dispatch emulator on a real socket (no Salesforce: cheaper than the Harness)."""
+    with DispatchEmulator(DISPATCH_KEY, DISPATCH_SECRET) as emulator:
+        yield emulator
+
+
+def post_signed(
+    base_url: str,
+    path: str,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+    secret: str = DISPATCH_SECRET,
+) -> requests.Response:
+    headers = {
+        "Content-Type": content_type,
+        "X-Dispatch-Key": DISPATCH_KEY,
+        "X-Dispatch-Signature": sign(secret, body),
+        "MessageId": "csv-msg-1",
+    }
+    return requests.post(base_url + path, data=body, headers=headers, timeout=10)
