@@ -144,5 +144,5 @@ def test_csv_error_is_an_err_and_the_emulator_keeps_applying(dispatch: DispatchE
         b"v3.organization.external_id,v3.organization.name,v3.organization.phone_number\no-1,Org,5550100352\n"
     )
     assert post_signed(dispatch.base_url, "/agent/in", good, content_type="text/csv").status_code == 200
-    assert dispatch.wait_idle(3)
+    assert dispatch.wait_idle(1)
     assert [t for t, _ in _feedback(dispatch)] == ["err", "ack"]
