@@ -123,13 +123,30 @@ def apply_ack(session: Session, mapping: MappingConfig, ack: Mapping[str, Any], 
     for item in items:
         item.status = "acked"
         session.add(item)
-        tracked = _tracked(session, item)
-        if tracked and tracked.external_id == item.external_id and tracked.last_message_id == item.message_id:
-            if ack.get("id") is not None:
-                tracked.dispatch_id = str(ack["id"])
-            confirm_record(session, mapping, tracked, source=source)
-        _close_batch_if_done(session, item.message_id)
+    # A shared record (a provider of 500 work orders) has one item per source record: confirm only the rows
+    # whose primary record this is, with one query, and close each batch once.
+    for tracked in _primary_tracked(session, items):
+        if ack.get("id") is not None:
+            tracked.dispatch_id = str(ack["id"])
+        confirm_record(session, mapping, tracked, source=source)
+    for message_id in {item.message_id for item in items}:
+        _close_batch_if_done(session, message_id)
     return True
+
+
+def _primary_tracked(session: Session, items: list[OutboxItem]) -> list[TrackedRecord]:
+    """Tracked records whose own (primary) canonical record is one of these items, sent in that batch."""
+    by_source = {(i.crm_object, i.crm_id): i for i in items if i.crm_object and i.crm_id}
+    if not by_source:
+        return []
+    ids = [crm_id for _, crm_id in by_source]
+    rows = session.exec(select(TrackedRecord).where(col(TrackedRecord.crm_id).in_(ids))).all()
+    matched = []
+    for tracked in rows:
+        item = by_source.get((tracked.crm_object, tracked.crm_id))
+        if item and tracked.external_id == item.external_id and tracked.last_message_id == item.message_id:
+            matched.append(tracked)
+    return matched
 
 
 def apply_err(session: Session, mapping: MappingConfig, err: Mapping[str, Any], *, source: str) -> bool:

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from connector.dispatch_connect import MAX_MESSAGES_PER_POLL, MalformedPage, OutboundMessage
 from connector.errors import ConnectorError
@@ -27,7 +26,7 @@ from sync.models import InboxMessage
 from sync.synclog import write_log
 
 MAX_PAGES_PER_DRAIN = 1000
-ACK_THREADS = 4
+ACK_THREADS = 10
 
 
 @dataclass
@@ -78,20 +77,25 @@ StoreHook = Callable[[OutboundMessage], None]
 
 
 def drain_outbound_queue(ctx: SyncContext, *, before_store: StoreHook | None = None) -> PollReport:
-    """Poll until a page comes back short. `before_store` lets tests inject a storage failure."""
+    """Poll until a page comes back short. `before_store` lets tests inject a storage failure.
+
+    A page is committed in one transaction, then its acks go out on a thread pool while the next page is
+    polled: every ack still follows the commit of its message, and the round trips overlap."""
     report = PollReport()
+    acks: list[Future[str | None]] = []
     with single_instance(ctx.engine, "poller"), ThreadPoolExecutor(ACK_THREADS) as pool:
         for _ in range(MAX_PAGES_PER_DRAIN):
             page = _poll_page(ctx, report)
             report.polls += 1
             report.received += len(page)
-            acks = [
-                ack for message in page if (ack := _store_then_ack(ctx, pool, message, report, before_store))
-            ]
-            for future in acks:
-                future.result()
+            acks.extend(
+                pool.submit(_ack, ctx, message, report)
+                for message in _store_page(ctx, page, report, before_store)
+            )
             if len(page) < MAX_MESSAGES_PER_POLL:
                 break
+        acked = [message_id for future in acks if (message_id := future.result())]
+    _mark_acked(ctx, acked)
     return report
 
 
@@ -111,28 +115,46 @@ def _poll_page(ctx: SyncContext, report: PollReport) -> list[OutboundMessage]:
         return list(exc.messages)
 
 
-def _store_then_ack(
-    ctx: SyncContext,
-    pool: ThreadPoolExecutor,
-    message: OutboundMessage,
-    report: PollReport,
-    before_store: StoreHook | None,
-) -> Future[Any] | None:
+def _store_page(
+    ctx: SyncContext, page: list[OutboundMessage], report: PollReport, before_store: StoreHook | None
+) -> list[OutboundMessage]:
+    """Commit a page; if that fails, store message by message so one bad message holds up no other."""
+    if not page:
+        return []
+    try:
+        with session_scope(ctx.engine) as session:
+            fresh = []
+            for message in page:
+                if before_store:
+                    before_store(message)
+                fresh.append(store_message(session, message))
+    except Exception:
+        return [message for message in page if _store_one(ctx, message, report, before_store)]
+    for message, new in zip(page, fresh, strict=True):
+        _count_stored(report, message, new)
+    return page
+
+
+def _store_one(
+    ctx: SyncContext, message: OutboundMessage, report: PollReport, before_store: StoreHook | None
+) -> bool:
     try:
         with session_scope(ctx.engine) as session:
             if before_store:
                 before_store(message)
             new = store_message(session, message)
-    except (
-        Exception
-    ) as exc:  # storing failed: do not ack, Dispatch will redeliver after the visibility timeout
+    except Exception as exc:  # storing failed: no ack, Dispatch redelivers after the visibility timeout
         report.store_failures.append(f"{message.id}: {exc}")
         _log_store_failure(ctx, message, exc)
-        return None
+        return False
+    _count_stored(report, message, new)
+    return True
+
+
+def _count_stored(report: PollReport, message: OutboundMessage, new: bool) -> None:
     report.stored += int(new)
     report.redelivered += int(not new)
     report.events.append(f"stored:{message.id}")
-    return pool.submit(_ack, ctx, message, report)
 
 
 def _log_store_failure(ctx: SyncContext, message: OutboundMessage, exc: Exception) -> None:
@@ -151,17 +173,27 @@ def _log_store_failure(ctx: SyncContext, message: OutboundMessage, exc: Exceptio
         pass
 
 
-def _ack(ctx: SyncContext, message: OutboundMessage, report: PollReport) -> None:
+def _ack(ctx: SyncContext, message: OutboundMessage, report: PollReport) -> str | None:
     try:
         ctx.dispatch.ack(message.receipt, message.procedure_id)
     except ConnectorError as exc:
         # Stored but not acked: it comes back after the visibility timeout and is recognised as a redelivery.
         report.ack_failures.append(f"{message.id}: {exc}")
-        return
+        return None
     report.acked += 1
     report.events.append(f"acked:{message.id}")
+    return message.id
+
+
+def _mark_acked(ctx: SyncContext, message_ids: list[str]) -> None:
+    """Record ack times in one transaction (bookkeeping for support; correctness does not depend on it)."""
+    if not message_ids:
+        return
+    now = utcnow()
     with session_scope(ctx.engine) as session:
-        row = session.get(InboxMessage, message.id)
-        if row is not None and row.acked_at is None:
-            row.acked_at = utcnow()
-            session.add(row)
+        for row in session.exec(
+            select(InboxMessage).where(col(InboxMessage.message_id).in_(message_ids))
+        ).all():
+            if row.acked_at is None:
+                row.acked_at = now
+                session.add(row)

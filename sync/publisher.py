@@ -41,7 +41,8 @@ from sync.models import EntityStateRow, OutboxBatch, OutboxItem, TrackedRecord, 
 from sync.synclog import write_log
 from sync.writeback import enqueue_update
 
-ROWS_PER_CHUNK = 500
+ROWS_PER_COMMIT = 5000
+ROWS_PER_DECISION = 500  # rows whose tracked state is loaded in one query
 BACKFILL_ROWS_PER_COMMIT = 2000
 STATUS_KEY, ORG_KEY = "_requested_status", "_organization"
 
@@ -72,36 +73,79 @@ def publish_changes(
     dry_run: bool = False,
     full: bool = False,
     progress: Callable[[int], None] | None = None,
+    rows_per_commit: int = ROWS_PER_COMMIT,
 ) -> PublishReport:
-    """Run one publish cycle: re-send what a crash left pending, then collect and send new change sets."""
+    """Run one publish cycle: re-send what a crash left pending, then collect and send new change sets.
+
+    Rows are decided and committed to the outbox in units of about `rows_per_commit` rows (across objects, so
+    a small cycle is one change set and one request), which keeps memory flat however many records are
+    flagged;
+    an interrupted cycle loses at most the unit in hand, and its rerun skips by hash everything already
+    published. A watermark commits with, or after, the last unit of its object."""
     report = PublishReport()
     if dry_run:
-        with session_scope(ctx.engine) as session:
-            changes = _collect_all(ctx, session, report, full, progress)
-            report.payloads = [batch for batch, _ in _batches(changes, ctx.settings.batch_size)]
-            session.rollback()
+        _run_cycle(ctx, report, full, progress, rows_per_commit, dry_run=True)
         return report
     with single_instance(ctx.engine, "publisher"):
         _send_pending(ctx, report)
-        with session_scope(ctx.engine) as session:
-            changes = _collect_all(ctx, session, report, full, progress)
-            _write_outbox(session, changes, ctx.settings.batch_size, report)
-        _send_pending(ctx, report)
+        _run_cycle(ctx, report, full, progress, rows_per_commit, dry_run=False)
     return report
 
 
-# --- collecting changes ---------------------------------------------------------------------------------
-def _collect_all(
+class _Unit:
+    """One transaction's worth of decided rows and their changes."""
+
+    def __init__(self, ctx: SyncContext, report: PublishReport, dry_run: bool) -> None:
+        self.ctx, self.report, self.dry_run = ctx, report, dry_run
+        self.session = Session(ctx.engine, expire_on_commit=False)
+        self.changes: list[_Change] = []
+        self.rows = 0
+
+    def commit(self) -> None:
+        batch_size = self.ctx.settings.batch_size
+        if self.dry_run:
+            self.report.payloads.extend(batch for batch, _ in _batches(self.changes, batch_size))
+            self.session.rollback()
+        else:
+            _write_outbox(self.session, self.changes, batch_size, self.report)
+            self.session.commit()
+        self.session.close()
+
+
+def _run_cycle(
     ctx: SyncContext,
-    session: Session,
     report: PublishReport,
     full: bool,
     progress: Callable[[int], None] | None,
-) -> list[_Change]:
-    changes: list[_Change] = []
-    for name, spec in ctx.mapping.objects.items():
-        changes.extend(_collect_object(ctx, session, name, spec, report, full, progress))
-    return changes
+    rows_per_commit: int,
+    *,
+    dry_run: bool,
+) -> None:
+    unit = _Unit(ctx, report, dry_run)
+    try:
+        for name, spec in ctx.mapping.objects.items():
+            newest: datetime | None = None
+            query = _query_for(ctx, unit.session, name, spec, full)
+            for chunk in _chunks(ctx.crm.query_iter(query), min(rows_per_commit, ROWS_PER_DECISION)):
+                newest = _later(
+                    newest, _decide_rows(ctx, unit.session, name, spec, chunk, report, unit.changes)
+                )
+                unit.rows += len(chunk)
+                if progress:
+                    progress(len(chunk))
+                if unit.rows >= rows_per_commit:
+                    unit.commit()
+                    if not dry_run:
+                        _send_pending(ctx, report)
+                    unit = _Unit(ctx, report, dry_run)
+            _advance_watermark(unit.session, name, spec, newest)
+        unit.commit()
+    except BaseException:
+        unit.session.rollback()
+        unit.session.close()
+        raise
+    if not dry_run:
+        _send_pending(ctx, report)
 
 
 def _query_for(ctx: SyncContext, session: Session, name: str, spec: ObjectSpec, full: bool) -> str:
@@ -118,26 +162,6 @@ def _query_for(ctx: SyncContext, session: Session, name: str, spec: ObjectSpec, 
 
 def _soql_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def _collect_object(
-    ctx: SyncContext,
-    session: Session,
-    name: str,
-    spec: ObjectSpec,
-    report: PublishReport,
-    full: bool,
-    progress: Callable[[int], None] | None,
-) -> list[_Change]:
-    changes: list[_Change] = []
-    newest: datetime | None = None
-    rows = ctx.crm.query_iter(_query_for(ctx, session, name, spec, full))
-    for chunk in _chunks(rows, ROWS_PER_CHUNK):
-        newest = _later(newest, _decide_rows(ctx, session, name, spec, chunk, report, changes))
-        if progress:
-            progress(len(chunk))
-    _advance_watermark(session, name, spec, newest)
-    return changes
 
 
 def _decide_rows(
@@ -178,28 +202,8 @@ def backfill_all(
     progress: Callable[[int], None] | None = None,
     rows_per_commit: int = BACKFILL_ROWS_PER_COMMIT,
 ) -> PublishReport:
-    """First load of every flagged record, committed and sent chunk by chunk.
-
-    Interrupting it loses at most the chunk in hand: a rerun re-reads everything, and the stored hashes skip
-    every record already published (confirmed or not), so nothing is sent twice."""
-    report = PublishReport()
-    with single_instance(ctx.engine, "publisher"):
-        _send_pending(ctx, report)
-        for name, spec in ctx.mapping.objects.items():
-            with session_scope(ctx.engine) as session:
-                query = _query_for(ctx, session, name, spec, full=True)
-            newest: datetime | None = None
-            for chunk in _chunks(ctx.crm.query_iter(query), rows_per_commit):
-                with session_scope(ctx.engine) as session:
-                    changes: list[_Change] = []
-                    newest = _later(newest, _decide_rows(ctx, session, name, spec, chunk, report, changes))
-                    _write_outbox(session, changes, ctx.settings.batch_size, report)
-                _send_pending(ctx, report)
-                if progress:
-                    progress(len(chunk))
-            with session_scope(ctx.engine) as session:
-                _advance_watermark(session, name, spec, newest)
-    return report
+    """First load of every flagged record (`publish --all`), committed and sent chunk by chunk."""
+    return publish_changes(ctx, full=True, progress=progress, rows_per_commit=rows_per_commit)
 
 
 def count_flagged(ctx: SyncContext) -> int:
