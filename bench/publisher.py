@@ -39,6 +39,7 @@ import requests
 from connector.crm import format_soql
 from connector.mapping import build_records, soql_select
 from sync.publisher import PublishReport, publish_changes
+from sync.writeback import flush_writebacks
 
 LATENCY_S = 0.002
 BATCH_SIZE = 200
@@ -160,6 +161,27 @@ def main(argv: list[str] | None = None) -> int:
         idle, idle_calls = cycle(r)
         idle2, idle2_calls = cycle(r)  # still no change: the same lookback rows are read again
 
+        # Like for like with the naive path, which confirms on HTTP 200: the engine with DISPATCH_ACKS=false
+        # (publish, then the confirmation write-back flush), on another set of changed records.
+        r.set_latency(0)
+        r.clock.advance(1800)
+        second_ids = ids[1 :: flagged // changed][:changed]
+        for crm_id in second_ids:
+            r.sf.update("WorkOrder", crm_id, {"Description": "Second visit needed"})
+        cycle(r)  # moves the watermark past the first burst (its echo), not measured
+        r.clock.advance(1800)
+        for crm_id in second_ids:
+            r.sf.update("WorkOrder", crm_id, {"Description": "Third visit needed"})
+        r.set_latency(LATENCY_S)
+        r.ctx.settings.dispatch_acks = False
+        r.sf.reset_counts()
+        t = time.perf_counter()
+        http200 = publish_changes(r.ctx)
+        flush_writebacks(r.ctx.engine, r.ctx.crm)
+        http200_s = time.perf_counter() - t
+        http200_calls = r.sf_calls()
+        r.ctx.settings.dispatch_acks = True
+
         r.sf.reset_counts()
         in_before = r.dispatch.counts.get("agent/in", 0)
         naive_s = naive_publish(r, changed_ids)
@@ -178,13 +200,18 @@ def main(argv: list[str] | None = None) -> int:
         "canonical_records": report.canonical_records,
         "batch_size": BATCH_SIZE,
         "agent_in_requests": agent_in,
-        "wall_s": round(wall_s, 3),
+        "wall_s": round(http200_s, 3),
         "naive_wall_s": round(naive_s, 3),
-        "speedup": round(naive_s / wall_s, 2),
+        "speedup": round(naive_s / http200_s, 2),
         "latency_ms": LATENCY_S * 1000,
         "peak_rss_mb_10k": small["peak_rss_mb"],
         "peak_rss_mb_100k": large["peak_rss_mb"],
-        # extra figures
+        # extra figures: `wall_s`/`speedup` above compare like with like (confirmation on HTTP 200, as the
+        # naive path does); the default mode waits for Dispatch's ack events, which costs the agent/out drain.
+        "http200_changed_records": http200.changed,
+        "http200_sf_calls": http200_calls,
+        "acks_wall_s": round(wall_s, 3),
+        "acks_speedup": round(naive_s / wall_s, 2),
         "expected_agent_in_requests": math.ceil(report.canonical_records / BATCH_SIZE),
         "cycle_sf_calls_by_kind": ",".join(f"{k}={v}" for k, v in sorted(cycle_counts.items())),
         "cycle_rows_read": report.read,
