@@ -15,7 +15,15 @@ from sqlalchemy import Engine
 
 from connector.sandbox.dispatch import DispatchEmulator
 from connector.sandbox.salesforce import SalesforceEmulator
-from tests.e2e.conftest import FIXTURE, PUBLIC_KEY, SECRET, FakeClock, Harness, make_context
+from tests.e2e.conftest import (
+    FIXTURE,
+    PUBLIC_KEY,
+    SECRET,
+    FakeClock,
+    Harness,
+    harness,  # noqa: F401  (fixture for the running-daemon browser test)
+    make_context,
+)
 
 HOSTILE = "<script>alert(1)</script>"
 
