@@ -53,17 +53,17 @@ def _insert_org(sf: SalesforceEmulator) -> tuple[str, str]:
     return provider, contact
 
 
-def _play(harness: Harness) -> tuple[str, str]:
-    good = harness.work_order(Subject=HOSTILE)
-    bad = harness.work_order(State=None, PostalCode=None)
-    harness.publish()
-    harness.round_trip()
-    d = harness.dispatch
+def _play(rig: Harness) -> tuple[str, str]:
+    good = rig.work_order(Subject=HOSTILE)
+    bad = rig.work_order(State=None, PostalCode=None)
+    rig.publish()
+    rig.round_trip()
+    d = rig.dispatch
 
     def step(action: Callable[..., Any], *args: Any) -> Any:
-        harness.clock.advance(60)
+        rig.clock.advance(60)
         result = action(*args)
-        harness.round_trip()
+        rig.round_trip()
         return result
 
     step(d.accept_job, good)
