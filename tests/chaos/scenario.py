@@ -335,7 +335,9 @@ def assess(w: World, player: FieldPlayer) -> Assessment:
 
 
 def _assess_store(s: Session, player: FieldPlayer, a: Assessment) -> None:
-    inbox = {m.message_id: m.status for m in s.exec(select(InboxMessage)).all()}
+    messages = s.exec(select(InboxMessage)).all()
+    inbox = {m.message_id: m.status for m in messages}
+    a.counts["redeliveries"] = sum(m.deliveries - 1 for m in messages)
     for message_id, (wo, step) in player.field_messages.items():
         status = inbox.get(message_id)
         if status is None:
