@@ -299,7 +299,7 @@ def test_daemon_start_with_wrong_password_stops_clearly(
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        _, err = proc.communicate(timeout=8)
+        _, err = proc.communicate(timeout=5)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

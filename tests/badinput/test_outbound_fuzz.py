@@ -20,7 +20,7 @@ from tests.badinput.strategies import envelopes, json_values
 
 FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PROCESS = settings(
-    max_examples=300,
+    max_examples=250,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
