@@ -8,9 +8,12 @@ whether a retry can help; messages never carry the password, security token, cli
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlparse
@@ -148,6 +151,7 @@ class _GatewaySession(requests.Session):
         self.proxies = inner.proxies
         self.api_calls = 0
         self.login_calls = 0
+        self.server_time: datetime | None = None
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", self.timeout_s)
@@ -156,7 +160,20 @@ class _GatewaySession(requests.Session):
             self.api_calls += 1
         else:
             self.login_calls += 1
-        return self.inner.request(method, url, *args, **kwargs)
+        response = self.inner.request(method, url, *args, **kwargs)
+        self.server_time = _server_time(response) or self.server_time
+        return response
+
+
+def _server_time(response: Any) -> datetime | None:
+    """The org's clock from the Date header (second resolution), for reasoning about SystemModstamp."""
+    try:
+        # A proxy may fold two Date headers into one value ("..., 18:28:58 GMT, Wed, ..."): take the first.
+        first = re.split(r"(?<=GMT),\s*", response.headers["Date"])[0]
+        parsed = parsedate_to_datetime(first)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # --- the gateway -------------------------------------------------------------------------------
@@ -188,6 +205,11 @@ class SalesforceGateway:
     @property
     def login_calls(self) -> int:
         return self._http.login_calls
+
+    @property
+    def server_time(self) -> datetime | None:
+        """Salesforce's clock as of the latest response (from its Date header), if any."""
+        return self._http.server_time
 
     # --- reads ---------------------------------------------------------------------------------
 

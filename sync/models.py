@@ -66,6 +66,9 @@ class Watermark(SQLModel, table=True):
     crm_object: str = Field(primary_key=True, max_length=80)
     system_modstamp: datetime | None = _ts()
     updated_at: datetime | None = _ts()
+    # The org's clock (its Date header) when the last read finished: the window's lower bound moves with it
+    # even when nothing changes, so an idle org is not re-read for the last burst forever.
+    server_time: datetime | None = _ts()
 
 
 class OutboxBatch(SQLModel, table=True):

@@ -138,7 +138,7 @@ def _run_cycle(
                     if not dry_run:
                         _send_pending(ctx, report)
                     unit = _Unit(ctx, report, dry_run)
-            _advance_watermark(unit.session, name, spec, newest)
+            _advance_watermark(unit.session, name, spec, newest, getattr(ctx.crm, "server_time", None))
         unit.commit()
     except BaseException:
         unit.session.rollback()
@@ -155,7 +155,10 @@ def _query_for(ctx: SyncContext, session: Session, name: str, spec: ObjectSpec, 
     mark = session.get(Watermark, name)
     if full or mark is None or mark.system_modstamp is None:
         return f"{soql} WHERE {spec.flag.soql_condition()} ORDER BY SystemModstamp"
-    since = mark.system_modstamp - timedelta(seconds=ctx.settings.lookback_s)
+    # Re-read LOOKBACK_S before the newer of the newest stamp seen and the org's clock at the end of the last
+    # read: late-committing transactions are caught, and an idle org's window still moves forward.
+    anchor = max(mark.system_modstamp, mark.server_time or mark.system_modstamp)
+    since = anchor - timedelta(seconds=ctx.settings.lookback_s)
     # Unflagged rows come back too, so an admin clearing the flag is seen (on_unflag).
     return f"{soql} WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp"
 
@@ -186,12 +189,20 @@ def _decide_rows(
     return newest
 
 
-def _advance_watermark(session: Session, name: str, spec: ObjectSpec, newest: datetime | None) -> None:
-    if newest is None or spec.pending:
+def _advance_watermark(
+    session: Session, name: str, spec: ObjectSpec, newest: datetime | None, server_time: datetime | None
+) -> None:
+    if spec.pending:
         return
-    mark = session.get(Watermark, name) or Watermark(crm_object=name)
-    if mark.system_modstamp is None or newest > mark.system_modstamp:
+    mark = session.get(Watermark, name)
+    if mark is None:
+        if newest is None:
+            return  # nothing flagged yet: the next cycle is still a first load
+        mark = Watermark(crm_object=name)
+    if newest is not None and (mark.system_modstamp is None or newest > mark.system_modstamp):
         mark.system_modstamp = newest
+    if server_time is not None and (mark.server_time is None or server_time > mark.server_time):
+        mark.server_time = server_time
     mark.updated_at = utcnow()
     session.add(mark)
 

@@ -11,6 +11,7 @@ import json
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
+from email.utils import format_datetime
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -63,6 +64,8 @@ class SalesforceRestApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
         response = self.dispatch(request)
+        # Salesforce's Date header is the server's clock; clients use it to reason about SystemModstamp.
+        response.headers["Date"] = format_datetime(self.store.clock(), usegmt=True)
         return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:

@@ -99,6 +99,12 @@ class _QuietHandler(WSGIRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # Without the server's own Date header: an emulator with an injected clock sends its own.
+        self.log_request(code)
+        self.send_response_only(code, message)
+        self.send_header("Server", self.version_string())
+
 
 class _DropSafeApp:
     """Turns DroppedConnection into a silent close instead of a 500 page."""

@@ -175,3 +175,21 @@ def test_backfill_can_be_interrupted_and_resumed_without_resending(harness: Harn
         ]
     assert sorted(sent_jobs) == sorted(orders)  # each job in exactly one batch
     assert report.changed == 25 - halfway + 1  # the rest, plus the provider account read last
+
+
+def test_idle_window_moves_with_the_org_clock(harness: Harness) -> None:
+    """After a burst, an idle org is not re-read forever: the lookback window follows Salesforce's clock."""
+    from datetime import timedelta
+
+    for n in range(30):
+        harness.work_order(Subject=f"Burst {n}")
+    harness.publish()
+    harness.round_trip()  # confirmations: another burst of SystemModstamps
+    assert harness.publish().read > 0  # within the lookback window: re-read (hash-deduped)
+    base = harness.sf.store.clock()
+    harness.sf.store.clock = lambda: base + timedelta(seconds=harness.ctx.settings.lookback_s + 60)
+    harness.publish()  # this read observes the org's clock past the window ...
+    idle = harness.publish()  # ... so the next one reads nothing
+    assert idle.read == 0 and idle.changed == 0
+    late = harness.work_order(Subject="After the burst")
+    assert harness.publish().changed == 1 and late in harness.dispatch.records("job")
