@@ -86,6 +86,9 @@ def backoff(attempts: int, base_s: float = 2.0, cap_s: float = 600.0) -> timedel
 
 
 def _due(session: Session, limit: int) -> list[WriteBack]:
+    """Due rows, plus every other pending row of the same records (even one in backoff): a record is always
+    written with all its pending values merged in order, so an older failed row can never land after, and
+    overwrite, a newer value."""
     now = utcnow()
     query = (
         select(WriteBack)
@@ -94,19 +97,33 @@ def _due(session: Session, limit: int) -> list[WriteBack]:
         .order_by(col(WriteBack.id))
         .limit(limit)
     )
-    return list(session.exec(query).all())
+    due = list(session.exec(query).all())
+    keys = {_key(row) for row in due}
+    crm_ids = {row.crm_id for row in due if row.crm_id}
+    external_ids = {row.external_id for row in due if row.external_id}
+    siblings = session.exec(
+        select(WriteBack)
+        .where(col(WriteBack.status) == "pending")
+        .where(or_(col(WriteBack.crm_id).in_(crm_ids), col(WriteBack.external_id).in_(external_ids)))
+    ).all()
+    rows = {row.id: row for row in due}
+    rows.update({row.id: row for row in siblings if _key(row) in keys})
+    return [rows[i] for i in sorted(rows, key=lambda i: i or 0)]
+
+
+def _key(row: WriteBack) -> tuple[str, str, str]:
+    return (
+        row.operation,
+        row.crm_object,
+        (row.crm_id if row.operation == "update" else row.external_id) or "",
+    )
 
 
 def _coalesce(rows: Sequence[WriteBack]) -> dict[tuple[str, str, str], tuple[dict[str, Any], list[int]]]:
     """(operation, object, id or external id) -> merged fields and the row ids they came from."""
     merged: dict[tuple[str, str, str], tuple[dict[str, Any], list[int]]] = {}
     for row in rows:
-        key = (
-            row.operation,
-            row.crm_object,
-            (row.crm_id if row.operation == "update" else row.external_id) or "",
-        )
-        fields, ids = merged.setdefault(key, ({}, []))
+        fields, ids = merged.setdefault(_key(row), ({}, []))
         fields.update(row.fields or {})
         ids.append(int(row.id or 0))
     return merged

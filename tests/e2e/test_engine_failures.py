@@ -147,3 +147,25 @@ def test_errors_are_mirrored_into_the_crm_log_object(harness: Harness) -> None:
     mine = [row for row in logs if row["Record_Id__c"] == wo]
     assert len(mine) == 1  # mirrored once, however often the job runs
     assert "address" in mine[0]["Error__c"] and mine[0]["Direction__c"] == "out"
+
+
+def test_an_older_write_back_in_backoff_never_overwrites_a_newer_one(harness: Harness) -> None:
+    from datetime import timedelta
+
+    from sync.dbtypes import utcnow
+
+    wo = harness.work_order()
+    with Session(harness.ctx.engine) as session:
+        enqueue_update(session, "WorkOrder", wo, {"Dispatch_Status__c": "scheduled"})
+        session.commit()
+        older = session.exec(select(WriteBack)).one()
+        older.attempts, older.next_attempt_at = 1, utcnow() + timedelta(hours=1)  # failed once, backing off
+        session.add(older)
+        enqueue_update(session, "WorkOrder", wo, {"Dispatch_Status__c": "complete"})
+        session.commit()
+    flush_writebacks(harness.ctx.engine, harness.ctx.crm)
+    assert harness.wo(wo)["Dispatch_Status__c"] == "complete"
+    with Session(harness.ctx.engine) as session:
+        assert {row.status for row in session.exec(select(WriteBack)).all()} == {"done"}
+    flush_writebacks(harness.ctx.engine, harness.ctx.crm)
+    assert harness.wo(wo)["Dispatch_Status__c"] == "complete"
