@@ -73,11 +73,27 @@ def _lease(engine: Engine, name: str, ttl: timedelta) -> Iterator[None]:
             session.commit()
 
 
+def holder_is_dead(holder: str) -> bool:
+    """A holder on this machine whose process is gone (kill -9 leaves its lease behind)."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False  # another machine: only the lease's expiry can tell
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def take_lease(engine: Engine, name: str, ttl: timedelta, holder: str = HOLDER) -> bool:
     now = utcnow()
     with Session(engine) as session:
         lease = session.exec(select(Lease).where(col(Lease.name) == name)).first()
-        if lease and lease.holder != holder and lease.expires_at and lease.expires_at > now:
+        live = lease is not None and lease.expires_at is not None and lease.expires_at > now
+        if lease and lease.holder != holder and live and not holder_is_dead(lease.holder):
             session.rollback()
             return False
         if lease is None:

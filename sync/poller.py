@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -51,22 +52,36 @@ def entity_key(message: OutboundMessage) -> str | None:
     return None
 
 
+def storable(value: Any) -> Any:
+    """Text the databases accept: lone surrogates (invalid UTF-8 from the wire) become visible escapes.
+
+    Deterministic, so a redelivered message maps to the same inbox row; nothing else is changed."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def store_message(session: Session, message: OutboundMessage) -> bool:
     """Insert the message, or count a redelivery. Returns True when it was new."""
-    existing = session.get(InboxMessage, message.id)
+    message_id = storable(message.id)
+    existing = session.get(InboxMessage, message_id)
     if existing is not None:
         existing.deliveries += 1
-        existing.receipt = message.receipt
+        existing.receipt = storable(message.receipt)
         session.add(existing)
         return False
     session.add(
         InboxMessage(
-            message_id=message.id,
-            procedure_id=message.procedure_id,
-            receipt=message.receipt,
-            type=message.type,
-            entity_key=entity_key(message),
-            payload=message.raw,
+            message_id=message_id,
+            procedure_id=storable(message.procedure_id),
+            receipt=storable(message.receipt),
+            type=storable(message.type),
+            entity_key=storable(entity_key(message)),
+            payload=storable(message.raw),
             received_at=utcnow(),
         )
     )

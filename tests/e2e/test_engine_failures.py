@@ -169,3 +169,15 @@ def test_an_older_write_back_in_backoff_never_overwrites_a_newer_one(harness: Ha
         assert {row.status for row in session.exec(select(WriteBack)).all()} == {"done"}
     flush_writebacks(harness.ctx.engine, harness.ctx.crm)
     assert harness.wo(wo)["Dispatch_Status__c"] == "complete"
+
+
+def test_a_killed_holders_lease_is_taken_over_at_once(harness: Harness) -> None:
+    import subprocess
+    import sys
+
+    from sync.locks import HOLDER
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = HOLDER.split(":")[0]
+    assert take_lease(harness.ctx.engine, "poller", timedelta(minutes=5), holder=f"{host}:{dead.stdout.strip()}:x")
+    assert drain_outbound_queue(harness.ctx).polls == 1  # the dead process's lease does not block
