@@ -13,8 +13,11 @@ Figures: lost (work orders missing from Dispatch or not at their final CRM state
 stored), duplicated (a message's transition applied twice, a job with the same content in two batches,
 two Dispatch jobs for one work order, CRM records created by the connector), stuck (inbox new/dead,
 outbox pending, write-back pending/failed, records unconfirmed, steps never played), converge_s_max
-(seconds from the last restart to convergence; -1 when a run never converged). No naive baseline: this
-benchmark counts correctness failures, it does not time a fast path.
+(seconds from the last restart to convergence; -1 when a run never converged).
+
+Baseline in the same run: the same round trip with no kill (`baseline_roundtrip_s`, first start to
+convergence); `roundtrip_s` is the same figure for the killed run (max over runs) and `crash_overhead` their
+ratio. `--no-baseline` skips it (the baseline figures are then -1).
 """
 
 from __future__ import annotations
@@ -41,20 +44,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures as one flat JSON object")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--runs", type=int, help="override the number of runs")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the no-kill baseline run")
+    parser.add_argument("--progress", action="store_true", help="print convergence progress to stderr")
     args = parser.parse_args(argv)
     records, kills, runs = SIZES["quick" if args.quick else "default"]
     runs = args.runs or runs
     figures: dict[str, float | int | str] = {
         "runs": runs, "records": records, "kills": kills * runs,
         "lost": 0, "duplicated": 0, "stuck": 0, "converge_s_max": 0.0,
+        "roundtrip_s": 0.0, "baseline_roundtrip_s": -1.0, "crash_overhead": -1.0,
         "leases_cleared": 0, "field_messages": 0, "inbox_messages": 0, "wall_s": 0.0,
     }  # fmt: skip
     t0 = time.monotonic()
     details: list[str] = []
+    timeout = max(180.0, records * 0.4)
+    progress = (lambda m: print(m, file=sys.stderr, flush=True)) if args.progress else None
     for n in range(runs):
         with tempfile.TemporaryDirectory(prefix="bench-chaos-") as tmp:
             run = crash_run(
-                Path(tmp), records, kills, seed=args.seed + n, converge_timeout=max(120.0, records * 0.3)
+                Path(tmp), records, kills, seed=args.seed + n, converge_timeout=timeout, progress=progress
             )
         figures["lost"] = int(figures["lost"]) + run.lost
         figures["duplicated"] = int(figures["duplicated"]) + run.duplicated
@@ -67,8 +75,21 @@ def main(argv: list[str] | None = None) -> int:
             figures["converge_s_max"] = -1.0
         else:
             figures["converge_s_max"] = max(float(figures["converge_s_max"]), converge)
+        roundtrip = -1.0 if run.roundtrip_s is None else round(run.roundtrip_s, 2)
+        figures["roundtrip_s"] = -1.0 if roundtrip < 0 else max(float(figures["roundtrip_s"]), roundtrip)
         if run.assessment.summary() != "ok":
             details.append(f"run {n}: {run.assessment.summary()}")
+    if not args.no_baseline:
+        with tempfile.TemporaryDirectory(prefix="bench-chaos-base-") as tmp:
+            base = crash_run(
+                Path(tmp), records, 0, seed=args.seed, converge_timeout=timeout, progress=progress
+            )
+        if base.roundtrip_s is not None:
+            figures["baseline_roundtrip_s"] = round(base.roundtrip_s, 2)
+            if float(figures["roundtrip_s"]) > 0:
+                figures["crash_overhead"] = round(float(figures["roundtrip_s"]) / base.roundtrip_s, 2)
+        if base.assessment.summary() != "ok":
+            details.append(f"baseline: {base.assessment.summary()}")
     figures["wall_s"] = round(time.monotonic() - t0, 1)
     width = max(len(k) for k in figures)
     print(f"{'figure':<{width}}  value")

@@ -487,13 +487,22 @@ def clear_leases_of(engine: Engine, pid: int) -> int:
 
 
 def wait_converged(
-    w: World, player: FieldPlayer, timeout: float, *, poll_s: float = 0.5
+    w: World,
+    player: FieldPlayer,
+    timeout: float,
+    *,
+    poll_s: float = 0.5,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[Assessment, float | None]:
     """Assess until converged or `timeout`; returns the last assessment and seconds taken (None: never)."""
-    t0 = time.monotonic()
+    t0 = last_report = time.monotonic()
     while True:
         a = assess(w, player)
         elapsed = time.monotonic() - t0
+        if progress and time.monotonic() - last_report > 10:
+            last_report = time.monotonic()
+            depth = w.dispatch.queue_depth()
+            progress(f"{elapsed:6.1f} s: agent/out depth {depth}, {a.summary(2)}")
         if a.converged:
             return a, elapsed
         if elapsed > timeout:
@@ -509,6 +518,7 @@ class CrashRun:
     duplicated: int
     stuck: int
     converge_s: float | None
+    roundtrip_s: float | None  # first start to convergence
     leases_cleared: int
     assessment: Assessment
     wall_s: float
@@ -524,6 +534,7 @@ def crash_run(
     kill_window_s: tuple[float, float] = (0.5, 3.5),
     batch_size: int = 200,
     clear_lease: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> CrashRun:
     """One crash run: daemon + field, SIGKILL `kills` times at seeded random moments, restart, converge."""
     import random
@@ -537,14 +548,17 @@ def crash_run(
         field_thread.start()
         try:
             daemon.start()
+            first_start = daemon.started_at
             for _ in range(kills):
                 time.sleep(rng.uniform(*kill_window_s))
                 daemon.kill9(clear_lease=clear_lease)
                 daemon.start()
             last_restart = daemon.started_at
             daemon.wait_ready()
-            a, _ = wait_converged(w, player, converge_timeout)
-            converge_s = time.monotonic() - last_restart if a.converged else None
+            a, _ = wait_converged(w, player, converge_timeout, progress=progress)
+            converged_at = time.monotonic()
+            converge_s = converged_at - last_restart if a.converged else None
+            roundtrip_s = converged_at - first_start if a.converged else None
             a = assess(w, player)  # once more, after convergence: nothing moves twice later
         finally:
             field_thread.stop()
@@ -558,6 +572,7 @@ def crash_run(
         len(a.duplicated),
         len(a.stuck),
         converge_s,
+        roundtrip_s,
         daemon.leases_cleared,
         a,
         time.monotonic() - t_start,
