@@ -62,12 +62,6 @@ def test_unencodable_subject_does_not_stop_the_others(harness: Harness, subject:
         assert harness.dispatch.records("job")[bad]["title"] == subject
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sync/poller.py store_message: an agent/out event whose external_id holds a lone surrogate "
-    "(JSON '\\ud800') cannot be stored (UnicodeEncodeError on inbox_message.entity_key), is never acked and "
-    "comes back forever (poison message); should be stored with a sanitised entity_key",
-)
 def test_event_with_lone_surrogate_id_is_stored_and_acked(harness: Harness) -> None:
     harness.dispatch.emit("job", {"id": 99, "external_id": "WO-\ud800", "status": "unscheduled"})
     harness.dispatch.emit("job", {"id": 98, "external_id": "WO-fine", "status": "unscheduled"})
