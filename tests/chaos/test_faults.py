@@ -10,12 +10,6 @@ import pytest
 from tests.chaos.faultrun import FaultRun, fault_run
 
 RECORDS = 60
-WRITEBACK_ORDER_BUG = (
-    "BUG: sync/writeback.py flushes only *due* rows (_due filters next_attempt_at per row), so an older "
-    "write-back row in backoff (REQUEST_LIMIT_EXCEEDED / UNABLE_TO_LOCK_ROW) is written after a newer row of "
-    "the same record and overwrites it: work orders end Dispatch_Status__c='scheduled' with "
-    "Dispatch_Completed_At__c set"
-)
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +43,12 @@ def test_faults_were_really_injected(faulty: FaultRun, transport_faulty: FaultRu
         assert run.assessment.counts["redeliveries"] > 0  # duplicate deliveries reached the inbox
 
 
-@pytest.mark.xfail(strict=True, reason=WRITEBACK_ORDER_BUG)
 def test_faulty_run_converges_with_nothing_lost_doubled_or_stuck(faulty: FaultRun) -> None:
+    """Was a strict xfail until 5527368: a write-back row in backoff (REQUEST_LIMIT_EXCEEDED, locked row)
+    was flushed after a newer row of the same record and overwrote it (status 'scheduled', completed)."""
     assert faulty.assessment.summary() == "ok"
 
 
-@pytest.mark.xfail(strict=True, reason=WRITEBACK_ORDER_BUG)
 def test_faulty_run_reaches_the_clean_runs_crm_state(clean: FaultRun, faulty: FaultRun) -> None:
     assert _differing(clean, faulty) == ""
 
