@@ -120,8 +120,13 @@ class CsvRowError:
 def parse_csv_body(text: str, record_type_header: str | None = None) -> list[InboundRecord | CsvRowError]:
     """Read canonical CSV: header `v3.<type>.<dotted.path>`, one record per row and type.
 
-    Empty cells are left out (absent means unchanged)."""
-    rows = list(csv.reader(io.StringIO(text)))
+    Empty cells are left out (absent means unchanged). A body the csv module cannot read at all (a cell over
+    its field size limit, a stray carriage return) raises ValueError; a bad row becomes a CsvRowError and the
+    other rows still count."""
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise ValueError(f"CSV body cannot be read: {exc}") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         return []
@@ -139,10 +144,14 @@ def parse_csv_body(text: str, record_type_header: str | None = None) -> list[Inb
             )
             continue
         by_type: dict[tuple[str, str], dict[str, Any]] = {}
-        for (version, rtype, path), cell in zip(columns, row, strict=True):
-            record = by_type.setdefault((rtype, version), {})
-            if cell.strip():
-                _set_path(record, path, cell.strip())
+        try:
+            for (version, rtype, path), cell in zip(columns, row, strict=True):
+                record = by_type.setdefault((rtype, version), {})
+                if cell.strip():
+                    _set_path(record, path, cell.strip())
+        except ValueError as exc:
+            out.append(CsvRowError(number, first_type, f"CSV row {number}: {exc}"))
+            continue
         out.extend(InboundRecord(rtype, rec, ver) for (rtype, ver), rec in by_type.items())
     return out
 

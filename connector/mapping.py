@@ -241,6 +241,7 @@ class LogObjectSpec(_Strict):
         if unknown:
             raise ValueError(f"unknown level(s) {sorted(unknown)}; use debug, info, warning, error")
         return value
+
     fields: dict[
         str, Literal["message", "crm_record_id", "external_id", "entity", "direction", "msg_id", "level"]
     ]
@@ -279,6 +280,10 @@ def load_mapping(path: str | Path | None = None) -> MappingConfig:
         raw = yaml.safe_load(source.read_text(encoding="utf-8"))
     except OSError as exc:
         raise MappingFileError(f"mapping file {source}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise MappingFileError(
+            f"mapping file {source}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise MappingFileError(f"mapping file {source}: not valid YAML ({exc})") from None
     try:

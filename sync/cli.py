@@ -17,7 +17,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from sync.errors import SyncError
+from sync.errors import SettingsError, SyncError
 from sync.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -399,7 +399,10 @@ def run(ctx: _Ctx, role: str, once: bool) -> None:
 
     settings = ctx.settings
     configure_logging(settings.log_json)
-    daemon = Daemon(_context(ctx), role=role)
+    sync_ctx = _context(ctx)
+    if role != "poller":
+        check_crm_login(sync_ctx)
+    daemon = Daemon(sync_ctx, role=role)
     if once:
         daemon.run_once()
         failed = [s for s in daemon.health.snapshot().values() if s.last_result == "error"]
@@ -419,6 +422,22 @@ def run(ctx: _Ctx, role: str, once: bool) -> None:
         token=settings.secret("dashboard_token") or None,
         on_started=lambda url: err_console.print(f"dashboard and health on {url} (Ctrl-C to stop)"),
     )
+    if daemon.fatal:
+        raise SettingsError(daemon.fatal)
+
+
+def check_crm_login(sync_ctx: Any) -> None:
+    """Log in once before scheduling anything: a refused login stops here with exit 2 (naming the settings),
+    instead of retrying every interval and locking the integration user."""
+    from connector.crm import CrmAuthenticationError
+
+    try:
+        sync_ctx.crm  # noqa: B018  (builds the gateway, which logs in)
+    except CrmAuthenticationError as exc:
+        raise SettingsError(
+            f"Salesforce refused the login ({exc}); check SALESFORCE_USERNAME, SALESFORCE_PASSWORD and "
+            "SALESFORCE_SECURITY_TOKEN (or SALESFORCE_CLIENT_ID / SALESFORCE_CLIENT_SECRET)"
+        ) from None
 
 
 @cli.command()

@@ -20,6 +20,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from connector.errors import ConfigurationError
 from sync.context import SyncContext
 from sync.db import session_scope
 from sync.health import JobHealth
@@ -89,6 +90,7 @@ class Daemon:
     health: JobHealth = field(default_factory=JobHealth)
     metrics: Metrics | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    fatal: str | None = None  # set when a job hit a configuration error: the daemon stops, exit code 2
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -122,6 +124,12 @@ class Daemon:
         except LockHeld as exc:
             self.health.finished(name, "skipped", summary=str(exc))
             self.metrics.job_runs.labels(job=name, result="skipped").inc()
+            return
+        except ConfigurationError as exc:
+            # Retrying a refused login every interval would lock the integration user: stop instead.
+            self._failed(name, exc)
+            self.fatal = f"{name}: {exc}; fix the configuration and restart"
+            self.stopping.set()
             return
         except Exception as exc:
             self._failed(name, exc)

@@ -144,6 +144,10 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise SettingsError(f"config file {path}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"config file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise SettingsError(f"config file {path}: not valid YAML ({exc})") from None
     if not isinstance(loaded, dict):

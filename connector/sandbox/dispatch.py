@@ -9,6 +9,7 @@ shapes. Nothing that came in through `agent/in` is echoed back, except `ack`/`er
 from __future__ import annotations
 
 import copy
+import csv
 import gzip
 import json
 import queue
@@ -214,6 +215,8 @@ class DispatchEmulator:
                 return
             try:
                 self._apply_body(**job)
+            except Exception as exc:  # an emulator bug must not silently stop applying later requests
+                self.emit(*ev.err("unknown", None, job.get("msg_id"), f"Problem applying request ({exc})"))
             finally:
                 with self._idle:
                     self._pending -= 1
@@ -236,7 +239,7 @@ class DispatchEmulator:
                 items = parse_csv_body(text, record_type)
             else:
                 items = list(parse_json_body(json.loads(text), record_type))
-        except (OSError, EOFError, UnicodeDecodeError, ValueError) as exc:
+        except (OSError, EOFError, UnicodeDecodeError, ValueError, csv.Error) as exc:
             self.count("records_failed")
             self._emit_feedback(ev.err(data_type, None, msg_id, f"Problem reading payload ({exc})"))
             return
