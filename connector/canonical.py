@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,30 +117,43 @@ class CsvRowError:
     message: str
 
 
+def _csv_rows(text: str) -> Iterator[tuple[int, list[str] | str]]:
+    """Each non-blank row with its line number, or the csv module's complaint about it.
+
+    The reader resumes at the next line after an error, so one unreadable row (a cell over the field size
+    limit, a stray carriage return) costs that row only."""
+    reader = csv.reader(io.StringIO(text))
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, str(exc)
+            continue
+        if any(cell.strip() for cell in row):
+            yield reader.line_num, row
+
+
 def parse_csv_body(text: str, record_type_header: str | None = None) -> list[InboundRecord | CsvRowError]:
     """Read canonical CSV: header `v3.<type>.<dotted.path>`, one record per row and type.
 
-    Empty cells are left out (absent means unchanged). A body the csv module cannot read at all (a cell over
-    its field size limit, a stray carriage return) raises ValueError; a bad row becomes a CsvRowError and the
-    other rows still count."""
-    try:
-        rows = list(csv.reader(io.StringIO(text)))
-    except csv.Error as exc:
-        raise ValueError(f"CSV body cannot be read: {exc}") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
+    Empty cells are left out (absent means unchanged). An unreadable header raises ValueError (nothing in the
+    body can be read without it); a bad row becomes a CsvRowError and the other rows still count."""
+    rows = _csv_rows(text)
+    first = next(rows, None)
+    if first is None:
         return []
-    columns = [_split_column(c, record_type_header) for c in rows[0]]
+    line, header = first
+    if isinstance(header, str):
+        raise ValueError(f"CSV header (line {line}) cannot be read: {header}")
+    columns = [_split_column(c, record_type_header) for c in header]
     first_type = columns[0][1]
     out: list[InboundRecord | CsvRowError] = []
-    for number, row in enumerate(rows[1:], start=2):
-        if len(row) != len(columns):
+    for number, row in rows:
+        if isinstance(row, str) or len(row) != len(columns):
             out.append(
-                CsvRowError(
-                    number,
-                    first_type,
-                    f"CSV row {number} has {len(row)} values for {len(columns)} columns",
-                )
+                CsvRowError(number, first_type, f"CSV row {number}: {_row_problem(row, len(columns))}")
             )
             continue
         by_type: dict[tuple[str, str], dict[str, Any]] = {}
@@ -154,6 +167,12 @@ def parse_csv_body(text: str, record_type_header: str | None = None) -> list[Inb
             continue
         out.extend(InboundRecord(rtype, rec, ver) for (rtype, ver), rec in by_type.items())
     return out
+
+
+def _row_problem(row: list[str] | str, columns: int) -> str:
+    if isinstance(row, str):
+        return f"cannot be read ({row})"
+    return f"has {len(row)} values for {columns} columns"
 
 
 def to_csv(record_type: str, records: Sequence[Mapping[str, Any]], version: str = "v3") -> str:

@@ -55,9 +55,10 @@ def _stale(
     milestone = spec.table.milestones.get(target)
     if milestone is not None and milestone not in entity.milestones:
         stamped = _stamp(spec, entity, target, at)
+    kept = f"; milestone {stamped[0]} recorded" if stamped else ""
     warning = (
         f"stale {kind} event ignored: status {target} at {at.isoformat()} is older than the "
-        f"applied event at {last.isoformat()}; state stays {entity.state}"
+        f"applied event at {last.isoformat()}; state stays {entity.state}{kept}"
     )
     return ApplyResult(kind, entity.state, entity.state, False, True, known, warning, stamped)
 

@@ -20,8 +20,9 @@ from connector.mapping import MappingConfig, ObjectSpec
 from statemachines import ApplyResult, EntityState, apply_reported, follow_ups
 from sync.confirmation import apply_ack, apply_err
 from sync.dbtypes import utcnow
+from sync.event_shapes import normalize_event
 from sync.models import EntityStateRow, TrackedRecord
-from sync.synclog import write_log
+from sync.synclog import one_loud_row, write_log
 from sync.writeback import enqueue_create, enqueue_update
 
 
@@ -151,7 +152,8 @@ def _link_crm(row: EntityStateRow, link: tuple[str, str, ObjectSpec] | None) -> 
 
 # --- handlers ---------------------------------------------------------------------------------------------
 def on_job(ctx: EventContext, data: Mapping[str, Any]) -> None:
-    external_id = data.get("external_id") or next(iter(data.get("external_ids") or []), None)
+    others = (str(v) for v in data.get("external_ids") or [] if isinstance(v, str | int))
+    external_id = data.get("external_id") or next(others, None)
     row = _entity(ctx, "job", external_id, data.get("id"))
     if row is None:
         _unroutable(ctx, "job", data)
@@ -163,7 +165,7 @@ def on_job(ctx: EventContext, data: Mapping[str, Any]) -> None:
     if link is None:
         _job_without_crm_record(ctx, row, data)
         return
-    if not result.stale and (result.changed or result.stamped):
+    if result.changed or result.stamped:  # a late event may still prove a missing milestone
         _job_writeback(ctx, link, row, result.stamped)
 
 
@@ -219,15 +221,16 @@ def on_appointment(ctx: EventContext, data: Mapping[str, Any]) -> None:
     job_external = _parent_job_id(data)
     link = crm_link(ctx, job_external)
     _link_crm(row, link)
-    if result.stale or link is None:
-        if link is None:
-            _no_link(ctx, "appointment", row.external_id, job_external)
+    if link is None:
+        _no_link(ctx, "appointment", row.external_id, job_external)
+        return
+    if result.stale and not result.stamped:
         return
     wb = link[2].write_back
     window: dict[str, Any] = {}
-    if wb.appointment_start and data.get("start_time"):
+    if wb.appointment_start and data.get("start_time") and not result.stale:
         window[wb.appointment_start] = _iso(data["start_time"])
-    if wb.appointment_end and data.get("end_time"):
+    if wb.appointment_end and data.get("end_time") and not result.stale:
         window[wb.appointment_end] = _iso(data["end_time"])
     job_row = _entity(ctx, "job", job_external, data.get("job_id"))
     job_stamped: tuple[str, ...] = ()
@@ -339,6 +342,13 @@ def split_survey_comment(message: str | None) -> tuple[list[str], str]:
     return reasons, message[match.end() :].strip()
 
 
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None or isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def on_survey(ctx: EventContext, data: Mapping[str, Any]) -> None:
     reasons, comments = split_survey_comment(data.get("message"))
     job_external = _parent_job_id(data)
@@ -359,7 +369,7 @@ def on_survey(ctx: EventContext, data: Mapping[str, Any]) -> None:
     wb = link[2].write_back
     fields: dict[str, Any] = {}
     if wb.survey_rating:
-        fields[wb.survey_rating] = data.get("rating")
+        fields[wb.survey_rating] = _number(data.get("rating"))
     if wb.survey_comments:
         fields[wb.survey_comments] = (f"[{', '.join(reasons)}] " if reasons else "") + comments
     _job_writeback(ctx, link, EntityStateRow(kind="survey", external_id=""), (), fields)
@@ -493,6 +503,22 @@ HANDLERS: dict[str, Callable[[EventContext, Mapping[str, Any]], None]] = {
 
 
 def handle_action(ctx: EventContext, put_type: str, data: Mapping[str, Any]) -> None:
+    """Apply one action. Whatever is wrong with it reaches support as one warning or error row."""
+    with one_loud_row(ctx.session):
+        _handle_action(ctx, put_type, data)
+
+
+def _handle_action(ctx: EventContext, put_type: str, data: Mapping[str, Any]) -> None:
+    data, problems = normalize_event(data)
+    if problems:
+        write_log(
+            ctx.session,
+            f"{put_type} event has attributes of an unexpected type, ignored: {'; '.join(problems)}",
+            level="warning",
+            direction="in",
+            entity=put_type,
+            msg_id=ctx.msg_id,
+        )
     handler = HANDLERS.get(put_type)
     if handler is None:
         write_log(

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -25,6 +24,7 @@ from sync.dbtypes import utcnow
 from sync.locks import single_instance
 from sync.models import InboxMessage
 from sync.synclog import write_log
+from sync.text import storable
 
 MAX_PAGES_PER_DRAIN = 1000
 ACK_THREADS = 10
@@ -50,19 +50,6 @@ def entity_key(message: OutboundMessage) -> str | None:
         if external is not None:
             return f"{action.put_type}:{external}"[:300]
     return None
-
-
-def storable(value: Any) -> Any:
-    """Text the databases accept: lone surrogates (invalid UTF-8 from the wire) become visible escapes.
-
-    Deterministic, so a redelivered message maps to the same inbox row; nothing else is changed."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-    if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [storable(v) for v in value]
-    return value
 
 
 def store_message(session: Session, message: OutboundMessage) -> bool:

@@ -6,7 +6,8 @@ describes does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,8 @@ from sync.models import SyncLog
 
 LEVELS = ("debug", "info", "warning", "error")
 DIRECTIONS = ("out", "in", "internal")
+LOUD = ("warning", "error")
+_COLLECTORS = "sync_log_collectors"  # key in Session.info: the open one_loud_row scopes, innermost last
 
 
 def write_log(
@@ -45,7 +48,43 @@ def write_log(
         details=details,
     )
     session.add(row)
+    collectors = session.info.get(_COLLECTORS)
+    if collectors:
+        collectors[-1].append(row)
     return row
+
+
+@contextmanager
+def one_loud_row(session: Session) -> Iterator[None]:
+    """Merge every warning and error written inside into one row.
+
+    One bad item (an event with a wrong-typed attribute, no `updated_at` and no CRM record) should reach
+    support as one row that says everything wrong with it, not as three rows to correlate by hand. The row
+    kept is the first of the highest level; it takes the others' messages and fills its empty fields
+    from theirs."""
+    rows: list[SyncLog] = []
+    session.info.setdefault(_COLLECTORS, []).append(rows)
+    try:
+        yield
+    finally:
+        session.info[_COLLECTORS].pop()
+    _merge(session, [r for r in rows if r.level in LOUD])
+
+
+def _merge(session: Session, loud: list[SyncLog]) -> None:
+    if len(loud) < 2:
+        return
+    keep = max(loud, key=lambda r: LOUD.index(r.level))  # max() keeps the first of equals
+    others = [r for r in loud if r is not keep]
+    keep.message = "; ".join(r.message for r in [keep, *others])
+    for field in ("entity", "crm_record_id", "external_id"):
+        if getattr(keep, field) is None:
+            setattr(keep, field, next((getattr(r, field) for r in others if getattr(r, field)), None))
+    for row in others:
+        if row in session.new:
+            session.expunge(row)
+        else:
+            session.delete(row)
 
 
 def query_log(

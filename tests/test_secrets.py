@@ -280,12 +280,6 @@ def test_wrong_password_fails_clearly_without_secrets(
             assert wrong not in row.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: sync/daemon.py (`run` without --once): a wrong SALESFORCE_PASSWORD keeps running "
-    "and retries the login every interval (30 INVALID_LOGIN in 6 s at 0.3 s intervals), which locks the "
-    "integration user in a real org; it should stop with exit 2 and a message naming SALESFORCE_PASSWORD",
-)
 def test_daemon_start_with_wrong_password_stops_clearly(
     org: tuple[SalesforceEmulator, DispatchEmulator], tmp_path: Path
 ) -> None:

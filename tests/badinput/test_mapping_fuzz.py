@@ -120,11 +120,6 @@ def test_directory_instead_of_file_is_a_named_error(tmp_path: Path) -> None:
         load_mapping(tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: connector/mapping.py load_mapping catches OSError and YAMLError but not UnicodeDecodeError: "
-    "a mapping file saved as Latin-1 escapes as a bare UnicodeDecodeError without the file name",
-)
 def test_non_utf8_mapping_file_is_a_named_error(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
     path.write_bytes(TEXT.replace("Id", "Id # caf\u00e9", 1).encode("latin-1"))

@@ -202,13 +202,6 @@ WRONG_TYPES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a wrong-typed or non-UTF-8-encodable attribute makes sync/events.py raise "
-    "(sqlite binding / AttributeError / OverflowError / TypeError / UnicodeEncodeError); "
-    "the message goes dead "
-    "instead of being applied leniently with a warning",
-)
 @pytest.mark.parametrize("case", list(WRONG_TYPES), ids=list(WRONG_TYPES))
 def test_wrong_typed_attribute_is_applied_leniently_not_dead(store_factory: StoreFactory, case: str) -> None:
     put_type, data = WRONG_TYPES[case]
@@ -217,10 +210,6 @@ def test_wrong_typed_attribute_is_applied_leniently_not_dead(store_factory: Stor
     assert len([r for r in logs if r.level in ("warning", "error")]) <= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: one job event (no external_id, no updated_at, unknown to the CRM) yields two warning rows",
-)
 def test_one_bad_job_event_gives_one_warning_row(store_factory: StoreFactory) -> None:
     row, logs = _settle(store_factory, "job", {"id": "77", "status": "unscheduled"})
     assert row.status == "processed"

@@ -36,12 +36,6 @@ def test_kill9_five_times_loses_doubles_and_sticks_nothing(tmp_path: Path) -> No
     assert run.converge_s is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on SQLite a SIGKILLed daemon's poller/publisher lease (sync/locks.py, ttl 5 min, never "
-    "checked for a dead holder) blocks the restarted daemon: every poll/publish raises LockHeld until "
-    "it lapses",
-)
 def test_restart_after_kill9_takes_over_the_poller_lease(tmp_path: Path) -> None:
     with world(tmp_path, 5, clock=FastClock()) as w:
         player = FieldPlayer(w.dispatch, w.orders)

@@ -177,7 +177,11 @@ def test_a_killed_holders_lease_is_taken_over_at_once(harness: Harness) -> None:
 
     from sync.locks import HOLDER
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     host = HOLDER.split(":")[0]
-    assert take_lease(harness.ctx.engine, "poller", timedelta(minutes=5), holder=f"{host}:{dead.stdout.strip()}:x")
+    assert take_lease(
+        harness.ctx.engine, "poller", timedelta(minutes=5), holder=f"{host}:{dead.stdout.strip()}:x"
+    )
     assert drain_outbound_queue(harness.ctx).polls == 1  # the dead process's lease does not block
