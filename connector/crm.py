@@ -213,9 +213,12 @@ class SalesforceGateway:
 
     # --- reads ---------------------------------------------------------------------------------
 
-    def query_iter(self, soql: str) -> Iterator[dict[str, Any]]:
-        """Yield the records of a query page by page, following nextRecordsUrl; each page is retried."""
-        page = self._call("query", lambda: self.sf.query(soql))
+    def query_iter(self, soql: str, *, include_deleted: bool = False) -> Iterator[dict[str, Any]]:
+        """Yield the records of a query page by page, following nextRecordsUrl; each page is retried.
+
+        `include_deleted` reads through `queryAll`: records in the recycle bin come back with
+        `IsDeleted = true`, so a deletion is seen by the same single query that sees changes."""
+        page = self._call("query", lambda: self.sf.query(soql, include_deleted=include_deleted))
         while True:
             yield from page["records"]
             if page.get("done", True):

@@ -175,6 +175,7 @@ class ObjectSpec(_Strict):
     status_field: str | None = None
     status_map: dict[str, str] = Field(default_factory=dict)
     on_unflag: Literal["ignore", "cancel"] = "ignore"
+    on_delete: Literal["ignore", "cancel"] = "ignore"
     pending: PendingSpec | None = None
     write_back: WriteBackSpec = Field(default_factory=WriteBackSpec)
     inbound_jobs: InboundJobSpec = Field(default_factory=InboundJobSpec)

@@ -168,7 +168,7 @@ class WriteBack(SQLModel, table=True):
     external_id: str | None = Field(default=None, max_length=255)  # for creates: links the new CRM id
     fields: dict[str, Any] | None = _json()
     source: str | None = Field(default=None, max_length=128)
-    status: str = Field(default="pending", max_length=16)  # pending|done|failed
+    status: str = Field(default="pending", max_length=16)  # pending|done|failed|skipped (record deleted)
     attempts: int = 0
     created_at: datetime | None = _ts(nullable=False)
     next_attempt_at: datetime | None = _ts()

@@ -125,8 +125,9 @@ def _run_cycle(
     try:
         for name, spec in ctx.mapping.objects.items():
             newest: datetime | None = None
-            query = _query_for(ctx, unit.session, name, spec, full)
-            for chunk in _chunks(ctx.crm.query_iter(query), min(rows_per_commit, ROWS_PER_DECISION)):
+            query, include_deleted = _query_for(ctx, unit.session, name, spec, full)
+            rows = ctx.crm.query_iter(query, include_deleted=include_deleted)
+            for chunk in _chunks(rows, min(rows_per_commit, ROWS_PER_DECISION)):
                 newest = _later(
                     newest, _decide_rows(ctx, unit.session, name, spec, chunk, report, unit.changes)
                 )
@@ -148,19 +149,25 @@ def _run_cycle(
         _send_pending(ctx, report)
 
 
-def _query_for(ctx: SyncContext, session: Session, name: str, spec: ObjectSpec, full: bool) -> str:
+def _query_for(
+    ctx: SyncContext, session: Session, name: str, spec: ObjectSpec, full: bool
+) -> tuple[str, bool]:
+    """The cycle's one query, and whether it reads the recycle bin too (incremental cycles do, so a
+    deletion is seen without a second call)."""
     soql = soql_select(spec, name)
     if spec.pending:
-        return f"{soql} WHERE {spec.pending.field} = true ORDER BY SystemModstamp"
+        return f"{soql} WHERE {spec.pending.field} = true ORDER BY SystemModstamp", False
     mark = session.get(Watermark, name)
     if full or mark is None or mark.system_modstamp is None:
-        return f"{soql} WHERE {spec.flag.soql_condition()} ORDER BY SystemModstamp"
+        return f"{soql} WHERE {spec.flag.soql_condition()} ORDER BY SystemModstamp", False
     # Re-read LOOKBACK_S before the newer of the newest stamp seen and the org's clock at the end of the last
     # read: late-committing transactions are caught, and an idle org's window still moves forward.
     anchor = max(mark.system_modstamp, mark.server_time or mark.system_modstamp)
     since = anchor - timedelta(seconds=ctx.settings.lookback_s)
-    # Unflagged rows come back too, so an admin clearing the flag is seen (on_unflag).
-    return f"{soql} WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp"
+    # Unflagged and deleted rows come back too, so an admin clearing the flag (on_unflag) or deleting the
+    # record (on_delete) is seen.
+    soql = soql_select(spec, name, extra=("IsDeleted",))
+    return f"{soql} WHERE SystemModstamp >= {_soql_datetime(since)} ORDER BY SystemModstamp", True
 
 
 def _soql_datetime(value: datetime) -> str:
@@ -269,8 +276,12 @@ def _decide(
         enqueue_update(
             session, name, crm_id, {spec.pending.field: spec.pending.clear_value}, source="pending"
         )
-    flagged = _is_flagged(spec, row)
-    if not flagged and not (tracked and tracked.flagged and spec.on_unflag == "cancel"):
+    deleted = row.get("IsDeleted") is True
+    flagged = _is_flagged(spec, row) and not deleted
+    policy = spec.on_delete if deleted else spec.on_unflag
+    if deleted and tracked and tracked.flagged:
+        _log_deletion(session, name, crm_id, tracked, policy)
+    if not flagged and not (tracked and tracked.flagged and policy == "cancel"):
         if tracked and tracked.flagged:
             tracked.flagged = False
             session.add(tracked)
@@ -353,6 +364,18 @@ def _validate_request(
             "(reassigning cancels it for the old provider)"
         )
     return None
+
+
+def _log_deletion(session: Session, name: str, crm_id: str, tracked: TrackedRecord, policy: str) -> None:
+    effect = "its job is sent canceled" if policy == "cancel" else "nothing is sent (on_delete: ignore)"
+    write_log(
+        session,
+        f"{name} {crm_id} was deleted in the CRM; {effect}",
+        direction="out",
+        entity=tracked.crm_object,
+        crm_record_id=crm_id,
+        external_id=tracked.external_id,
+    )
 
 
 def _refuse(

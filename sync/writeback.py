@@ -24,6 +24,7 @@ from sync.models import TrackedRecord, WriteBack
 from sync.synclog import write_log
 
 MAX_COLLECTION = 200
+GONE = "ENTITY_IS_DELETED"  # the record was deleted in the CRM: its writes are skipped, not retried
 
 
 class RecordResultLike(Protocol):
@@ -185,6 +186,9 @@ def _flush_chunk(
                             confirmed_at=utcnow(),
                         )
                     )
+            elif GONE in (getattr(result, "error_codes", None) or ()):
+                _mark_gone(session, ids, f"{crm_object} {key} was deleted in the CRM; nothing written")
+                report.rows_done += len(ids)
             else:
                 message = f"{crm_object} {key}: {_describe_errors(getattr(result, 'errors', None))}"
                 _retry_rows_in(session, ids, message, max_attempts, report)
@@ -207,6 +211,24 @@ def _mark_done(session: Session, ids: list[int]) -> None:
     for row in session.exec(select(WriteBack).where(col(WriteBack.id).in_(ids))).all():
         row.status, row.flushed_at, row.last_error = "done", now, None
         session.add(row)
+
+
+def _mark_gone(session: Session, ids: list[int], message: str) -> None:
+    """A deleted record will never take the write: retrying it would only end in a false alarm."""
+    rows = session.exec(select(WriteBack).where(col(WriteBack.id).in_(ids))).all()
+    for row in rows:
+        row.status, row.flushed_at, row.last_error = "skipped", utcnow(), message
+        session.add(row)
+    if rows:
+        write_log(
+            session,
+            message,
+            direction="in",
+            entity=rows[0].crm_object,
+            crm_record_id=rows[0].crm_id,
+            external_id=rows[0].external_id,
+            details={"fields": [row.fields for row in rows]},
+        )
 
 
 def _retry_rows(engine: Engine, ids: list[int], message: str, max_attempts: int, report: FlushReport) -> None:

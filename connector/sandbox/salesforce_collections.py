@@ -174,7 +174,7 @@ class CollectionsHandler:
     def _create(self, item: dict[str, Any], rest: list[str], user_id: str) -> tuple[dict[str, Any], Undo]:
         name = self._object_of(item)
         rid = self.store.insert(name, self._fields(item), user_id)
-        return {"id": rid, "success": True, "errors": []}, lambda: self.store.delete(name, rid)
+        return {"id": rid, "success": True, "errors": []}, lambda: self.store.delete(name, rid, recycle=False)
 
     def _update(self, item: dict[str, Any], rest: list[str], user_id: str) -> tuple[dict[str, Any], Undo]:
         rid = item.get("Id")
@@ -200,7 +200,7 @@ class CollectionsHandler:
         fields = {k: v for k, v in self._fields(item).items() if k != ext_field}
         rid, created = self.store.upsert(name, ext_field, str(ext_value), fields, user_id)
         if created:
-            undo = lambda: self.store.delete(name, rid)  # noqa: E731
+            undo = lambda: self.store.delete(name, rid, recycle=False)  # noqa: E731
         assert undo is not None
         return {"id": rid, "success": True, "errors": [], "created": created}, undo
 
@@ -213,6 +213,7 @@ class CollectionsHandler:
         self.store.delete(name, rid)
 
         def undo() -> None:
+            self.store.deleted[odef.name].pop(normalize_id(rid), None)
             self.store.records[odef.name][normalize_id(rid)] = rec
 
         return {"id": normalize_id(rid), "success": True, "errors": []}, undo

@@ -215,7 +215,7 @@ class SalesforceRestApp:
         text = request.args.get("q")
         if not text:
             raise SalesforceApiError("MALFORMED_QUERY", "A query string has to be specified", 400)
-        cq = soql_eval.compile_query(self.store, text)
+        cq = soql_eval.compile_query(self.store, text, include_deleted=rest[0] == "queryAll")
         ids = soql_eval.matching_ids(self.store, cq)
         if cq.query.count_only:
             return json_response({"totalSize": len(ids), "done": True, "records": []})
@@ -260,7 +260,8 @@ class SalesforceRestApp:
         }
         with self._lock:
             if end < len(ids):
-                body["nextRecordsUrl"] = f"/services/data/v{version}/query/{key}-{end}"
+                resource = "queryAll" if cq.include_deleted else "query"
+                body["nextRecordsUrl"] = f"/services/data/v{version}/{resource}/{key}-{end}"
                 self._cursors[key] = (cq, ids, version)
                 self._cursors.move_to_end(key)
                 while len(self._cursors) > _CURSOR_CACHE:

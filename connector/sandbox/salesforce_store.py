@@ -88,6 +88,7 @@ class SalesforceStore:
         self.lock = threading.RLock()
         self.objects: dict[str, ObjectDef] = {}
         self.records: dict[str, dict[str, Record]] = {}
+        self.deleted: dict[str, dict[str, Record]] = {}  # the recycle bin: only queryAll sees it
         self.auth = AuthConfig()
         self._counter = 0
         self._custom_prefixes = 0
@@ -105,6 +106,7 @@ class SalesforceStore:
                     odef.add_field(fdef)
                 self.objects[name.lower()] = odef
                 self.records[odef.name] = {}
+                self.deleted[odef.name] = {}
             for fname, spec in fields.items():
                 odef.add_field(_field_from_spec(fname, spec))
             return odef
@@ -133,6 +135,8 @@ class SalesforceStore:
     def get_record(self, odef: ObjectDef, record_id: str) -> Record:
         rec = self.records[odef.name].get(normalize_id(record_id))
         if rec is None:
+            if normalize_id(record_id) in self.deleted[odef.name]:
+                raise SalesforceApiError("ENTITY_IS_DELETED", "entity is deleted", 404)
             raise SalesforceApiError("NOT_FOUND", "The requested resource does not exist", 404)
         return rec
 
@@ -190,11 +194,17 @@ class SalesforceStore:
             typed.update(LastModifiedDate=now, LastModifiedById=user_id, SystemModstamp=now)
             self._assign(odef, rec, typed)
 
-    def delete(self, object_name: str, record_id: str) -> None:
+    def delete(self, object_name: str, record_id: str, *, recycle: bool = True) -> None:
+        """Delete into the recycle bin (queryAll sees it), or without a trace when undoing a create."""
         with self.lock:
             odef = self.require_object(object_name)
             self.get_record(odef, record_id)
-            del self.records[odef.name][normalize_id(record_id)]
+            rid = normalize_id(record_id)
+            rec = self.records[odef.name].pop(rid)
+            now = self.clock()
+            if recycle:
+                self._assign(odef, rec, {"IsDeleted": True, "LastModifiedDate": now, "SystemModstamp": now})
+                self.deleted[odef.name][rid] = rec
 
     def upsert(
         self,

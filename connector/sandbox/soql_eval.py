@@ -43,6 +43,11 @@ class CompiledQuery:
     odef: ObjectDef
     query: soql.Query
     select: list[ResolvedPath]
+    include_deleted: bool = False  # queryAll: the recycle bin too
+
+    def table(self, store: SalesforceStore) -> dict[str, Record]:
+        live = store.records[self.odef.name]
+        return {**live, **store.deleted[self.odef.name]} if self.include_deleted else live
 
 
 def malformed(message: str) -> SalesforceApiError:
@@ -102,7 +107,7 @@ def _getter(
     return get
 
 
-def compile_query(store: SalesforceStore, text: str) -> CompiledQuery:
+def compile_query(store: SalesforceStore, text: str, *, include_deleted: bool = False) -> CompiledQuery:
     try:
         query = soql.parse(text)
     except soql.SoqlSyntaxError as exc:
@@ -111,14 +116,14 @@ def compile_query(store: SalesforceStore, text: str) -> CompiledQuery:
     if odef is None:
         raise SalesforceApiError("INVALID_TYPE", f"sObject type '{query.object_name}' is not supported.", 400)
     select = [resolve_path(store, odef, p) for p in query.fields]
-    return CompiledQuery(odef, query, select)
+    return CompiledQuery(odef, query, select, include_deleted)
 
 
 def matching_ids(store: SalesforceStore, cq: CompiledQuery) -> list[str]:
     """Ids of the records the query selects, filtered, ordered and cut by OFFSET/LIMIT."""
     predicate = compile_where(store, cq.odef, cq.query.where) if cq.query.where else None
     with store.lock:
-        table = store.records[cq.odef.name]
+        table = cq.table(store)
         ids = [rid for rid, rec in table.items() if predicate is None or predicate(rec)]
         for item in reversed(cq.query.order_by):
             ids = _sort(ids, table, resolve_path(store, cq.odef, item.path), item)
@@ -250,6 +255,8 @@ def _coerce(fdef: FieldDef, lit: soql.Literal) -> Any:
 def project(store: SalesforceStore, cq: CompiledQuery, rid: str, api_version: str) -> dict[str, Any] | None:
     """One record in Salesforce's query JSON shape, with nested parent objects; None if it vanished."""
     rec = store.records[cq.odef.name].get(rid)
+    if rec is None and cq.include_deleted:
+        rec = store.deleted[cq.odef.name].get(rid)
     if rec is None:
         return None
     out: dict[str, Any] = {"attributes": attributes(cq.odef.name, rid, api_version)}

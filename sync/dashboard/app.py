@@ -39,7 +39,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 QUEUES: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
     ("Inbox (agent/out messages)", InboxMessage, ("new", "processed", "dead")),
     ("Outbox batches (agent/in)", OutboxBatch, ("pending", "sent", "confirmed", "failed")),
-    ("CRM write-back queue", WriteBack, ("pending", "done", "failed")),
+    ("CRM write-back queue", WriteBack, ("pending", "done", "failed", "skipped")),
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

@@ -350,12 +350,14 @@ def _write_back_events(session: Session, timeline: Timeline, inbox_ids: set[str]
                     r.created_at, "write_back", "write-back queued", target, "info", r.source, fields
                 )
             )
-        level = "error" if r.status == "failed" else ("warning" if r.last_error else "info")
+        level = {"failed": "error", "skipped": "info"}.get(r.status, "warning" if r.last_error else "info")
         end = r.flushed_at or (r.next_attempt_at if r.last_error else None)
         if end:
-            label = {"done": "write-back flushed", "failed": "write-back failed"}.get(
-                r.status, "write-back retry"
-            )
+            label = {
+                "done": "write-back flushed",
+                "failed": "write-back failed",
+                "skipped": "write-back skipped",
+            }.get(r.status, "write-back retry")
             summary = f"{target}: {r.status}" + (f" ({r.attempts} failed attempt(s))" if r.attempts else "")
             if r.last_error:
                 summary += f": {r.last_error}"

@@ -327,3 +327,44 @@ def test_datetime_values_use_salesforce_format(
     assert sf_emulator.get("WorkOrder", wo)["Dispatch_Accepted_At__c"] == datetime(
         2026, 11, 25, 9, 15, tzinfo=UTC
     )
+
+
+def test_deleted_record_is_in_query_all_only(sf_client: Salesforce, sf_emulator: SalesforceEmulator) -> None:
+    wo = sf_emulator.record_ids("WorkOrder")[0]
+    assert sf_client.WorkOrder.delete(wo) == 204
+    soql = f"SELECT Id, IsDeleted FROM WorkOrder WHERE Id = '{wo}'"
+    assert sf_client.query(soql)["records"] == []
+    (row,) = sf_client.query(soql, include_deleted=True)["records"]
+    assert row["IsDeleted"] is True
+    with pytest.raises(SalesforceResourceNotFound, match="ENTITY_IS_DELETED"):
+        sf_client.WorkOrder.get(wo)
+    result = sf_client.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json=collection([{"attributes": {"type": "WorkOrder"}, "Id": wo, "Dispatch_Status__c": "x"}], False),
+    )
+    assert result[0]["errors"][0]["statusCode"] == "ENTITY_IS_DELETED"
+
+
+def test_query_all_pages_stay_on_query_all(sf_client: Salesforce, sf_emulator: SalesforceEmulator) -> None:
+    sf_emulator.app.page_size = 2
+    doomed = sf_emulator.record_ids("WorkOrder")[0]
+    sf_client.WorkOrder.delete(doomed)
+    page = sf_client.query("SELECT Id, IsDeleted FROM WorkOrder", include_deleted=True)
+    assert page["nextRecordsUrl"].startswith("/services/data/v59.0/queryAll/")
+    rows = list(sf_client.query_all_iter("SELECT Id, IsDeleted FROM WorkOrder", include_deleted=True))
+    assert {r["Id"]: r["IsDeleted"] for r in rows}[doomed] is True and len(rows) == 3
+
+
+def test_rolled_back_create_leaves_no_deleted_record(
+    sf_client: Salesforce, sf_emulator: SalesforceEmulator
+) -> None:
+    sf_client.restful(
+        "composite/sobjects",
+        method="POST",
+        json=collection(
+            [{"attributes": {"type": "Account"}, "Name": "Ghost"}, {"attributes": {"type": "Nope__c"}}], True
+        ),
+    )
+    rows = sf_client.query("SELECT Id FROM Account WHERE Name = 'Ghost'", include_deleted=True)["records"]
+    assert rows == []

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sqlmodel import select
+from sqlmodel import Session, select
 
-from sync.models import OutboxBatch, SyncLog
+from sync.models import OutboxBatch, SyncLog, WriteBack
 from tests.e2e.conftest import Harness
 
 
@@ -193,3 +193,50 @@ def test_idle_window_moves_with_the_org_clock(harness: Harness) -> None:
     assert idle.read == 0 and idle.changed == 0
     late = harness.work_order(Subject="After the burst")
     assert harness.publish().changed == 1 and late in harness.dispatch.records("job")
+
+
+def _job_status(harness: Harness, wo: str) -> str:
+    return str(harness.dispatch.records("job")[wo]["status"])
+
+
+def test_clearing_the_flag_cancels_the_job(harness: Harness) -> None:
+    wo = harness.work_order()
+    harness.publish()
+    harness.round_trip()
+    harness.sf.update("WorkOrder", wo, {"Dispatch_Send__c": None})
+    report = harness.publish()
+    assert report.requests_sent == 1 and _job_status(harness, wo) == "canceled"
+    assert harness.publish().requests_sent == 0  # the lookback re-reads it: nothing more is sent
+
+
+def test_deleted_work_order_cancels_its_job_and_is_logged(harness: Harness) -> None:
+    wo = harness.work_order()
+    harness.publish()
+    harness.round_trip()
+    calls_before = harness.sf.counts.get("query", 0)
+    harness.sf.store.delete("WorkOrder", wo)
+    report = harness.publish()
+    queries = harness.sf.counts.get("query", 0) - calls_before
+    assert queries == len(harness.ctx.mapping.objects)  # seen by the one query per object, no extra call
+    assert report.requests_sent == 1 and _job_status(harness, wo) == "canceled"
+    harness.round_trip()  # the ack's confirmation cannot be written to a deleted record: skipped, not retried
+    with Session(harness.ctx.engine) as session:
+        logs = session.exec(select(SyncLog).where(SyncLog.crm_record_id == wo)).all()
+        writebacks = session.exec(select(WriteBack).where(WriteBack.crm_id == wo)).all()
+    assert any("was deleted in the CRM; its job is sent canceled" in r.message for r in logs)
+    assert not [r for r in logs if r.level == "error"]
+    assert {w.status for w in writebacks} <= {"done", "skipped"} and "skipped" in {
+        w.status for w in writebacks
+    }
+    assert harness.publish().requests_sent == 0
+
+
+def test_deleted_work_order_with_on_delete_ignore_sends_nothing(harness: Harness) -> None:
+    spec = harness.ctx.mapping.objects["WorkOrder"]
+    harness.ctx.mapping.objects["WorkOrder"] = spec.model_copy(update={"on_delete": "ignore"})
+    wo = harness.work_order()
+    harness.publish()
+    harness.round_trip()
+    harness.sf.store.delete("WorkOrder", wo)
+    assert harness.publish().requests_sent == 0
+    assert _job_status(harness, wo) == "offered"
