@@ -5,9 +5,9 @@
 Default: 2,000 flagged work orders, 20 kills (--quick: 200 records, 5 kills), one run. The daemon
 (`python -m sync.cli run`, 0.2 s intervals, SQLite store in a temp dir) publishes; a scripted field
 technician plays accept -> schedule -> (pause) -> complete on every job through the Dispatch emulator's
-control API as soon as it exists; the daemon drains, processes and writes back. After each kill the leases
-the dead process held are dropped (the operator's workaround for the 5-minute SQLite lease; counted as
-`leases_cleared`), and the daemon is restarted.
+control API as soon as it exists; the daemon drains, processes and writes back. After each kill the
+daemon is restarted at once; the poller/publisher leases the dead process left in the SQLite store are not
+touched (the restarted daemon takes them over by itself).
 
 Figures: lost (work orders missing from Dispatch or not at their final CRM state, field events never
 stored), duplicated (a message's transition applied twice, a job with the same content in two batches,
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs, "records": records, "kills": kills * runs,
         "lost": 0, "duplicated": 0, "stuck": 0, "converge_s_max": 0.0,
         "roundtrip_s": 0.0, "baseline_roundtrip_s": -1.0, "crash_overhead": -1.0,
-        "leases_cleared": 0, "field_messages": 0, "inbox_messages": 0, "wall_s": 0.0,
+        "field_messages": 0, "inbox_messages": 0, "wall_s": 0.0,
     }  # fmt: skip
     t0 = time.monotonic()
     details: list[str] = []
@@ -67,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         figures["lost"] = int(figures["lost"]) + run.lost
         figures["duplicated"] = int(figures["duplicated"]) + run.duplicated
         figures["stuck"] = int(figures["stuck"]) + run.stuck
-        figures["leases_cleared"] = int(figures["leases_cleared"]) + run.leases_cleared
         figures["field_messages"] = int(figures["field_messages"]) + run.assessment.counts["field_messages"]
         figures["inbox_messages"] = int(figures["inbox_messages"]) + run.assessment.counts["inbox"]
         converge = -1.0 if run.converge_s is None else round(run.converge_s, 2)

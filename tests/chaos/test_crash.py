@@ -30,7 +30,7 @@ def test_kill9_five_times_loses_doubles_and_sticks_nothing(tmp_path: Path) -> No
     run = crash_run(tmp_path, RECORDS, KILLS, seed=SEED, converge_timeout=90, batch_size=40)
     print(
         f"crash run: {run.records} records, {run.kills} kills, converge {run.converge_s} s, "
-        f"leases cleared {run.leases_cleared}, wall {run.wall_s:.1f} s, {run.assessment.counts}"
+        f"wall {run.wall_s:.1f} s, {run.assessment.counts}"
     )
     assert run.assessment.summary() == "ok"
     assert run.converge_s is not None
@@ -53,7 +53,7 @@ def test_restart_after_kill9_takes_over_the_poller_lease(tmp_path: Path) -> None
             while not _in_poll(w, daemon):
                 assert time.monotonic() < deadline, "never saw the daemon inside a poll"
                 time.sleep(0.01)
-            daemon.kill9(clear_lease=False)
+            daemon.kill9()
             if not _poller_holders(w):
                 pytest.skip("the poll ended between the check and the kill: nothing to test")
             w.dispatch.set_faults(clear=True)
