@@ -460,29 +460,18 @@ def on_kept(kind: str) -> Callable[[EventContext, Mapping[str, Any]], None]:
     return handle
 
 
+def _warn(ctx: EventContext, kind: str, message: str, **fields: Any) -> None:
+    write_log(ctx.session, message, level="warning", direction="in", entity=kind, msg_id=ctx.msg_id, **fields)
+
+
 def _unroutable(ctx: EventContext, kind: str, data: Mapping[str, Any]) -> None:
-    write_log(
-        ctx.session,
-        f"{kind} event has no external_id, id or status to apply; kept in the inbox",
-        level="warning",
-        direction="in",
-        entity=kind,
-        msg_id=ctx.msg_id,
-        details=dict(data),
-    )
+    message = f"{kind} event has no external_id, id or status to apply; kept in the inbox"
+    _warn(ctx, kind, message, details=dict(data))
 
 
 def _no_link(ctx: EventContext, kind: str, external_id: str | None, job_external: str | None) -> None:
-    write_log(
-        ctx.session,
-        f"{kind} {external_id}: job {job_external} matches no CRM record; state kept, "
-        "nothing written to the CRM",
-        level="warning",
-        direction="in",
-        entity=kind,
-        external_id=job_external,
-        msg_id=ctx.msg_id,
-    )
+    message = f"{kind} {external_id}: job {job_external} matches no CRM record; state kept, nothing written"
+    _warn(ctx, kind, message, external_id=job_external)
 
 
 HANDLERS: dict[str, Callable[[EventContext, Mapping[str, Any]], None]] = {
@@ -511,23 +500,17 @@ def handle_action(ctx: EventContext, put_type: str, data: Mapping[str, Any]) -> 
 def _handle_action(ctx: EventContext, put_type: str, data: Mapping[str, Any]) -> None:
     data, problems = normalize_event(data)
     if problems:
-        write_log(
-            ctx.session,
+        _warn(
+            ctx,
+            put_type,
             f"{put_type} event has attributes of an unexpected type, ignored: {'; '.join(problems)}",
-            level="warning",
-            direction="in",
-            entity=put_type,
-            msg_id=ctx.msg_id,
         )
     handler = HANDLERS.get(put_type)
     if handler is None:
-        write_log(
-            ctx.session,
+        _warn(
+            ctx,
+            put_type,
             f"unknown event type {put_type!r}: kept in the inbox, no CRM effect",
-            level="warning",
-            direction="in",
-            entity=put_type,
-            msg_id=ctx.msg_id,
             details=dict(data),
         )
         return
