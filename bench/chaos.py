@@ -33,7 +33,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from tests.chaos.scenario import crash_run  # noqa: E402
+from tests.chaos.scenario import crash_run
 
 SIZES = {"quick": (200, 5, 1), "default": (2000, 20, 1)}
 

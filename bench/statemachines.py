@@ -32,10 +32,10 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-from transitions import Machine, MachineError  # noqa: E402
+from transitions import Machine, MachineError
 
-from statemachines import EntityState, apply_reported, event_table  # noqa: E402
-from statemachines.tables import TABLES  # noqa: E402
+from statemachines import EntityState, apply_reported, event_table
+from statemachines.tables import TABLES
 
 EVENTS_PER_RECORD = 10
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)

@@ -1,4 +1,5 @@
-"""Shared set-up for bench/sandbox.py, bench/publisher.py and bench/poller.py.
+"""Shared set-up for bench/sandbox.py, bench/publisher.py and bench/poller.py (kept here, not in bench/,
+where every script is a benchmark).
 
 Starts both emulators on loopback with one injectable clock, a migrated SQLite store in a temporary
 folder, and a SyncContext wired to them, the way tests/e2e/conftest.py does. Counts always come from the
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import json
 import resource
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,29 +18,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-# bench/sandbox.py, bench/publisher.py and bench/poller.py are named like packages/modules they measure
-# (connector.sandbox, sync.publisher, sync.poller), and Python puts the script's folder first on
-# sys.path: swap it for the repository root.
-_HERE = Path(__file__).resolve().parent
-ROOT = _HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(ROOT))
+import requests
+import yaml
 
-import requests  # noqa: E402
-import yaml  # noqa: E402
+from connector.crm import connect_salesforce
+from connector.dispatch_connect import DispatchConnectClient
+from connector.mapping import load_mapping
+from connector.sandbox.dispatch import DispatchEmulator
+from connector.sandbox.salesforce import SalesforceEmulator
+from sync.context import SyncContext
+from sync.db import make_engine, upgrade
+from sync.poller import drain_outbound_queue
+from sync.processor import process_inbox
+from sync.settings import load_settings
+from sync.writeback import flush_writebacks
 
-from connector.crm import connect_salesforce  # noqa: E402
-from connector.dispatch_connect import DispatchConnectClient  # noqa: E402
-from connector.mapping import load_mapping  # noqa: E402
-from connector.sandbox.dispatch import DispatchEmulator  # noqa: E402
-from connector.sandbox.salesforce import SalesforceEmulator  # noqa: E402
-from sync.context import SyncContext  # noqa: E402
-from sync.db import make_engine, upgrade  # noqa: E402
-from sync.poller import drain_outbound_queue  # noqa: E402
-from sync.processor import process_inbox  # noqa: E402
-from sync.settings import load_settings  # noqa: E402
-from sync.writeback import flush_writebacks  # noqa: E402
-
+ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "connector" / "sandbox" / "fixtures" / "field_service_org.yaml"
 DEFAULT_MAPPING = ROOT / "connector" / "mappings" / "salesforce_default.yaml"
 PUBLIC_KEY = "organization|42|acme-facilities"
