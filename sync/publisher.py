@@ -154,12 +154,11 @@ def _query_for(
 ) -> tuple[str, bool]:
     """The cycle's one query, and whether it reads the recycle bin too (incremental cycles do, so a
     deletion is seen without a second call)."""
-    soql = soql_select(spec, name)
     if spec.pending:
-        return f"{soql} WHERE {spec.pending.field} = true ORDER BY SystemModstamp", False
+        return f"{soql_select(spec, name)} WHERE {spec.pending.field} = true ORDER BY SystemModstamp", False
     mark = session.get(Watermark, name)
     if full or mark is None or mark.system_modstamp is None:
-        return f"{soql} WHERE {spec.flag.soql_condition()} ORDER BY SystemModstamp", False
+        return f"{soql_select(spec, name)} WHERE {spec.flag.soql_condition()} ORDER BY SystemModstamp", False
     # Re-read LOOKBACK_S before the newer of the newest stamp seen and the org's clock at the end of the last
     # read: late-committing transactions are caught, and an idle org's window still moves forward.
     anchor = max(mark.system_modstamp, mark.server_time or mark.system_modstamp)

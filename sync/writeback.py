@@ -173,7 +173,7 @@ def _flush_chunk(
     with session_scope(engine) as session:
         for (key, _fields, ids), result in zip(chunk, results, strict=True):
             if getattr(result, "success", False):
-                _mark_done(session, ids)
+                _settle(session, ids, "done")
                 report.records_written += 1
                 report.rows_done += len(ids)
                 if operation == "create" and getattr(result, "id", None):
@@ -206,19 +206,18 @@ def _describe_errors(errors: Any) -> str:
     return "; ".join(parts)
 
 
-def _mark_done(session: Session, ids: list[int]) -> None:
+def _settle(session: Session, ids: list[int], status: str, error: str | None = None) -> list[WriteBack]:
     now = utcnow()
-    for row in session.exec(select(WriteBack).where(col(WriteBack.id).in_(ids))).all():
-        row.status, row.flushed_at, row.last_error = "done", now, None
+    rows = list(session.exec(select(WriteBack).where(col(WriteBack.id).in_(ids))).all())
+    for row in rows:
+        row.status, row.flushed_at, row.last_error = status, now, error
         session.add(row)
+    return rows
 
 
 def _mark_gone(session: Session, ids: list[int], message: str) -> None:
     """A deleted record will never take the write: retrying it would only end in a false alarm."""
-    rows = session.exec(select(WriteBack).where(col(WriteBack.id).in_(ids))).all()
-    for row in rows:
-        row.status, row.flushed_at, row.last_error = "skipped", utcnow(), message
-        session.add(row)
+    rows = _settle(session, ids, "skipped", message)
     if rows:
         write_log(
             session,
