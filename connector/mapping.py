@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -216,13 +217,23 @@ class ObjectSpec(_Strict):
 
     def relevant_fields(self) -> list[str]:
         """Fields whose change publishes; by default every field the records use, plus the flag."""
+        return list(self.relevant_names)
+
+    @cached_property
+    def relevant_names(self) -> tuple[str, ...]:
+        """relevant_fields, worked out once: the publisher hashes them for every row it reads."""
         if self.relevant is not None:
-            return list(self.relevant)
+            return tuple(self.relevant)
         seen: dict[str, None] = {}
         for name in self.referenced_fields():
             if not (self.pending and name == self.pending.field):
                 seen.setdefault(name, None)
-        return list(seen)
+        return tuple(seen)
+
+    @cached_property
+    def relevant_paths(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(name, path parts) of the relevant fields, sorted by name: the hash's input order."""
+        return tuple((name, tuple(name.split("."))) for name in sorted(self.relevant_names))
 
     def primary_record(self) -> RecordSpec:
         """The record whose external id identifies the CRM row (job for a work order, ...): the last one."""
@@ -303,9 +314,14 @@ class RecordBuildError(ConfigurationError):
 
 def field_value(row: Mapping[str, Any], path: str) -> Any:
     """Read `Account.Name` from a Salesforce row (parents come nested, with an `attributes` key)."""
+    return _path_value(row, path.split("."))
+
+
+def _path_value(row: Mapping[str, Any], parts: Iterable[str]) -> Any:
     value: Any = row
-    for part in path.split("."):
-        if not isinstance(value, Mapping):
+    for part in parts:
+        # `type(...) is dict` first: rows are plain dicts, and the ABC check costs more than the read
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         value = value.get(part)
     return value
@@ -393,13 +409,13 @@ def build_records(obj: ObjectSpec, row: Mapping[str, Any]) -> list[dict[str, Any
 
 def relevant_hash(obj: ObjectSpec, row: Mapping[str, Any]) -> str:
     """Stable hash of the relevant fields: equal hash means nothing worth publishing changed."""
-    values = {name: field_value(row, name) for name in sorted(obj.relevant_fields())}
+    values = {name: _path_value(row, parts) for name, parts in obj.relevant_paths}
     encoded = json.dumps(values, sort_keys=True, default=str, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()
 
 
 def relevant_snapshot(obj: ObjectSpec, row: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: field_value(row, name) for name in obj.relevant_fields()}
+    return {name: field_value(row, name) for name in obj.relevant_names}
 
 
 def soql_select(obj: ObjectSpec, object_name: str, extra: Iterable[str] = ()) -> str:

@@ -8,16 +8,19 @@ an error writes the error field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
 
 from connector.mapping import MappingConfig
 from sync.dbtypes import utcnow
 from sync.models import OutboxBatch, OutboxItem, TrackedRecord
 from sync.synclog import write_log
-from sync.writeback import enqueue_update
+from sync.writeback import IN_CLAUSE_CHUNK, enqueue_update, enqueue_updates
 
 
 def _items(
@@ -44,18 +47,36 @@ def _tracked(session: Session, item: OutboxItem) -> TrackedRecord | None:
 
 
 def confirm_record(session: Session, mapping: MappingConfig, tracked: TrackedRecord, *, source: str) -> None:
+    confirm_records(session, mapping, [tracked], source=source)
+
+
+def confirm_records(
+    session: Session, mapping: MappingConfig, records: Sequence[TrackedRecord], *, source: str
+) -> None:
+    """Stamp the records confirmed and queue Dispatch_Last_Synced__c (error field cleared) for each."""
     now = utcnow()
-    tracked.confirmed_at, tracked.last_error = now, None
-    session.add(tracked)
-    spec = mapping.objects.get(tracked.crm_object)
-    if spec is None:
-        return
-    fields: dict[str, Any] = {}
-    if spec.write_back.last_synced:
-        fields[spec.write_back.last_synced] = now.isoformat()
-    if spec.write_back.error:
-        fields[spec.write_back.error] = None
-    enqueue_update(session, tracked.crm_object, tracked.crm_id, fields, source=source)
+    for tracked in records:
+        tracked.confirmed_at, tracked.last_error = now, None
+        session.add(tracked)
+    _queue_confirmations(session, mapping, [(t.crm_object, t.crm_id) for t in records], now, source)
+
+
+def _queue_confirmations(
+    session: Session, mapping: MappingConfig, records: Sequence[tuple[str, str]], now: datetime, source: str
+) -> None:
+    updates: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for crm_object, crm_id in records:
+        spec = mapping.objects.get(crm_object)
+        if spec is None:
+            continue
+        fields: dict[str, Any] = {}
+        if spec.write_back.last_synced:
+            fields[spec.write_back.last_synced] = now.isoformat()
+        if spec.write_back.error:
+            fields[spec.write_back.error] = None
+        updates[crm_object].append((crm_id, fields))
+    for crm_object, rows in updates.items():
+        enqueue_updates(session, crm_object, rows, source=source)
 
 
 def record_error(
@@ -125,27 +146,31 @@ def apply_ack(session: Session, mapping: MappingConfig, ack: Mapping[str, Any], 
         session.add(item)
     # A shared record (a provider of 500 work orders) has one item per source record: confirm only the rows
     # whose primary record this is, with one query, and close each batch once.
-    for tracked in _primary_tracked(session, items):
+    confirmed = _primary_tracked(session, items)
+    for tracked in confirmed:
         if ack.get("id") is not None:
             tracked.dispatch_id = str(ack["id"])
-        confirm_record(session, mapping, tracked, source=source)
+    confirm_records(session, mapping, confirmed, source=source)
     for message_id in {item.message_id for item in items}:
         _close_batch_if_done(session, message_id)
     return True
 
 
 def _primary_tracked(session: Session, items: list[OutboxItem]) -> list[TrackedRecord]:
-    """Tracked records whose own (primary) canonical record is one of these items, sent in that batch."""
-    by_source = {(i.crm_object, i.crm_id): i for i in items if i.crm_object and i.crm_id}
-    if not by_source:
-        return []
-    ids = [crm_id for _, crm_id in by_source]
-    rows = session.exec(select(TrackedRecord).where(col(TrackedRecord.crm_id).in_(ids))).all()
+    """Tracked records whose own (primary) canonical record is one of these items, sent in that batch.
+
+    One query for the lot: confirming a batch of 200 must not cost 200 round trips to the store."""
+    keys = {(i.crm_object, i.crm_id, i.external_id, i.message_id) for i in items if i.crm_object and i.crm_id}
+    ids = sorted({crm_id for _, crm_id, _, _ in keys})
     matched = []
-    for tracked in rows:
-        item = by_source.get((tracked.crm_object, tracked.crm_id))
-        if item and tracked.external_id == item.external_id and tracked.last_message_id == item.message_id:
-            matched.append(tracked)
+    for start in range(0, len(ids), IN_CLAUSE_CHUNK):
+        query = select(TrackedRecord).where(
+            col(TrackedRecord.crm_id).in_(ids[start : start + IN_CLAUSE_CHUNK])
+        )
+        for tracked in session.exec(query).all():
+            key = (tracked.crm_object, tracked.crm_id, tracked.external_id, tracked.last_message_id)
+            if key in keys:
+                matched.append(tracked)
     return matched
 
 
@@ -178,11 +203,32 @@ def apply_err(session: Session, mapping: MappingConfig, err: Mapping[str, Any], 
 
 
 def confirm_batch_on_http_200(session: Session, mapping: MappingConfig, message_id: str) -> None:
-    """When acks are off, HTTP 200 is the confirmation (weaker: received, not applied)."""
-    for item in session.exec(select(OutboxItem).where(col(OutboxItem.message_id) == message_id)).all():
-        item.status = "acked"
-        session.add(item)
-        tracked = _tracked(session, item)
-        if tracked and tracked.external_id == item.external_id and tracked.last_message_id == message_id:
-            confirm_record(session, mapping, tracked, source=f"batch {message_id}")
+    """When acks are off, HTTP 200 is the confirmation (weaker: received, not applied).
+
+    Set-based (a join and a few UPDATEs, no ORM objects): this runs for every batch sent, and confirming
+    200 records one object at a time cost more than sending them."""
+    now = utcnow()
+    in_batch = col(OutboxItem.message_id) == message_id
+    session.execute(update(OutboxItem).where(in_batch).values(status="acked"))
+    primary = session.execute(
+        select(col(TrackedRecord.id), col(TrackedRecord.crm_object), col(TrackedRecord.crm_id))
+        .join(
+            OutboxItem,
+            and_(
+                col(OutboxItem.crm_object) == col(TrackedRecord.crm_object),
+                col(OutboxItem.crm_id) == col(TrackedRecord.crm_id),
+                col(OutboxItem.external_id) == col(TrackedRecord.external_id),
+            ),
+        )
+        .where(in_batch, col(TrackedRecord.last_message_id) == message_id)
+    ).all()
+    ids = [row_id for row_id, _, _ in primary]
+    for start in range(0, len(ids), IN_CLAUSE_CHUNK):
+        session.execute(
+            update(TrackedRecord)
+            .where(col(TrackedRecord.id).in_(ids[start : start + IN_CLAUSE_CHUNK]))
+            .values(confirmed_at=now, last_error=None)
+        )
+    records = [(crm_object, crm_id) for _, crm_object, crm_id in primary]
+    _queue_confirmations(session, mapping, records, now, f"batch {message_id}")
     _close_batch_if_done(session, message_id)

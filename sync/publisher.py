@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from connector.errors import ConnectorError
@@ -65,6 +66,7 @@ class _Change:
     crm_id: str
     primary: tuple[str, str]
     records: list[dict[str, Any]]
+    tracked: TrackedRecord
 
 
 def publish_changes(
@@ -185,10 +187,12 @@ def _decide_rows(
     """Decide a chunk of rows against their tracked state (one query); return the newest SystemModstamp."""
     newest: datetime | None = None
     tracked = _load_tracked(session, name, [str(row["Id"]) for row in rows])
+    jobs = _load_job_states(session, [t.external_id for t in tracked.values() if t.external_id])
     for row in rows:
         report.read += 1
         newest = _later(newest, row.get("SystemModstamp"))
-        change = _decide(ctx, session, name, spec, row, tracked.get(str(row["Id"])), report)
+        with session.no_autoflush:  # one flush per unit, not one per row
+            change = _decide(ctx, session, name, spec, row, tracked.get(str(row["Id"])), jobs, report)
         if change is not None:
             report.changed += 1
             changes.append(change)
@@ -255,6 +259,17 @@ def _load_tracked(session: Session, name: str, ids: list[str]) -> dict[str, Trac
     return {row.crm_id: row for row in session.exec(query).all()}
 
 
+def _load_job_states(session: Session, external_ids: list[str]) -> dict[str, EntityStateRow | None]:
+    """The job state of every tracked record in a chunk, in one query (None: Dispatch reported none yet)."""
+    found: dict[str, EntityStateRow | None] = dict.fromkeys(external_ids)
+    if external_ids:
+        query = select(EntityStateRow).where(
+            col(EntityStateRow.kind) == "job", col(EntityStateRow.external_id).in_(external_ids)
+        )
+        found.update({row.external_id: row for row in session.exec(query).all()})
+    return found
+
+
 def _is_flagged(spec: ObjectSpec, row: Mapping[str, Any]) -> bool:
     value = field_value(row, spec.flag.field)
     return value is True if spec.flag.when == "true" else value not in (None, "", False)
@@ -267,6 +282,7 @@ def _decide(
     spec: ObjectSpec,
     row: Mapping[str, Any],
     tracked: TrackedRecord | None,
+    jobs: Mapping[str, EntityStateRow | None],
     report: PublishReport,
 ) -> _Change | None:
     """The heart of change detection: returns the change to publish, or None."""
@@ -311,7 +327,7 @@ def _decide(
         return None
     if not flagged:
         primary["record"]["status"] = "canceled"
-    refusal = _validate_request(session, spec, tracked, primary)
+    refusal = _validate_request(session, tracked, primary, jobs)
     if refusal:
         _refuse(
             ctx,
@@ -334,21 +350,23 @@ def _decide(
     tracked.fields_hash, tracked.snapshot, tracked.flagged = digest, snapshot, flagged
     tracked.published_at = utcnow()
     session.add(tracked)
-    return _Change(name, crm_id, (primary_type, tracked.external_id), records)
+    return _Change(name, crm_id, (primary_type, tracked.external_id), records, tracked)
 
 
 def _validate_request(
-    session: Session, spec: ObjectSpec, tracked: TrackedRecord, primary: Mapping[str, Any]
+    session: Session,
+    tracked: TrackedRecord,
+    primary: Mapping[str, Any],
+    jobs: Mapping[str, EntityStateRow | None],
 ) -> str | None:
     """Strict policy: a status or provider change the CRM asks for must be possible from the job's state."""
     if primary["record_type"] != "job" or not tracked.snapshot:
         return None
     record = primary["record"]
-    entity = session.exec(
-        select(EntityStateRow).where(
-            col(EntityStateRow.kind) == "job", col(EntityStateRow.external_id) == record["external_id"]
-        )
-    ).first()
+    if record["external_id"] in jobs:
+        entity = jobs[record["external_id"]]
+    else:  # the mapping now derives another external id than the one tracked: look it up
+        entity = _load_job_states(session, [record["external_id"]])[record["external_id"]]
     current = entity.state if entity and entity.state else tracked.snapshot.get(STATUS_KEY)
     requested = record.get("status")
     if requested and requested != tracked.snapshot.get(STATUS_KEY) and requested != current:
@@ -417,8 +435,9 @@ def _batches(changes: list[_Change], size: int) -> Iterator[tuple[list[dict[str,
 
 
 def _write_outbox(session: Session, changes: list[_Change], size: int, report: PublishReport) -> None:
+    """Batches and their items in a few INSERTs (a change set of 1,000 records has over 1,000 items)."""
     now = utcnow()
-    primary_batch: dict[tuple[str, str], str] = {}
+    items: list[dict[str, Any]] = []
     for records, sources in _batches(changes, size):
         message_id = str(uuid.uuid4())
         session.add(
@@ -427,26 +446,25 @@ def _write_outbox(session: Session, changes: list[_Change], size: int, report: P
         for position, (record, changed) in enumerate(zip(records, sources, strict=True)):
             key = (record["record_type"], record["record"]["external_id"])
             for change in changed:
-                session.add(
-                    OutboxItem(
-                        message_id=message_id,
-                        position=position,
-                        record_type=key[0],
-                        external_id=key[1],
-                        crm_object=change.crm_object,
-                        crm_id=change.crm_id,
-                    )
+                items.append(
+                    {
+                        "message_id": message_id,
+                        "position": position,
+                        "record_type": key[0],
+                        "external_id": key[1],
+                        "crm_object": change.crm_object,
+                        "crm_id": change.crm_id,
+                        "status": "pending",
+                    }
                 )
                 if change.primary == key:
-                    primary_batch[(change.crm_object, change.crm_id)] = message_id
+                    change.tracked.last_message_id = message_id
+                    session.add(change.tracked)
         report.batches_created.append(message_id)
         report.canonical_records += len(records)
-    if primary_batch:
-        for name in {obj for obj, _ in primary_batch}:
-            ids = [crm_id for obj, crm_id in primary_batch if obj == name]
-            for tracked in _load_tracked(session, name, ids).values():
-                tracked.last_message_id = primary_batch[(name, tracked.crm_id)]
-                session.add(tracked)
+    session.flush()
+    for start in range(0, len(items), ROWS_PER_COMMIT):
+        session.execute(insert(OutboxItem), items[start : start + ROWS_PER_COMMIT])
 
 
 def _send_pending(ctx: SyncContext, report: PublishReport) -> None:

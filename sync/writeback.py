@@ -9,12 +9,12 @@ failures with backoff.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, or_
+from sqlalchemy import Engine, insert, or_, update
 from sqlmodel import Session, col, select
 
 from connector.errors import ConnectorError
@@ -24,6 +24,7 @@ from sync.models import TrackedRecord, WriteBack
 from sync.synclog import write_log
 
 MAX_COLLECTION = 200
+IN_CLAUSE_CHUNK = 500  # ids per IN (...) query: well under every backend's bound-parameter limit
 GONE = "ENTITY_IS_DELETED"  # the record was deleted in the CRM: its writes are skipped, not retried
 
 
@@ -52,6 +53,36 @@ def enqueue_update(
                 created_at=utcnow(),
             )
         )
+
+
+def enqueue_updates(
+    session: Session,
+    crm_object: str,
+    updates: Iterable[tuple[str, Mapping[str, Any]]],
+    *,
+    source: str | None = None,
+) -> None:
+    """Many updates in one INSERT: confirming a batch of 200 records must not build 200 ORM objects.
+
+    Pending ORM rows are flushed first, so row ids (the order in which values win) stay the call order."""
+    now = utcnow()
+    rows = [
+        {
+            "operation": "update",
+            "crm_object": crm_object,
+            "crm_id": crm_id,
+            "fields": dict(fields),
+            "source": source,
+            "status": "pending",
+            "attempts": 0,
+            "created_at": now,
+        }
+        for crm_id, fields in updates
+        if fields
+    ]
+    if rows:
+        session.flush()
+        session.execute(insert(WriteBack), rows)
 
 
 def enqueue_create(
@@ -99,6 +130,8 @@ def _due(session: Session, limit: int) -> list[WriteBack]:
         .limit(limit)
     )
     due = list(session.exec(query).all())
+    if len(due) < limit and not _any_in_backoff(session, now):
+        return due  # every pending row is in `due` already: no sibling can be missing
     keys = {_key(row) for row in due}
     crm_ids = {row.crm_id for row in due if row.crm_id}
     external_ids = {row.external_id for row in due if row.external_id}
@@ -110,6 +143,13 @@ def _due(session: Session, limit: int) -> list[WriteBack]:
     rows = {row.id: row for row in due}
     rows.update({row.id: row for row in siblings if _key(row) in keys})
     return [rows[i] for i in sorted(rows, key=lambda i: i or 0)]
+
+
+def _any_in_backoff(session: Session, now: datetime) -> bool:
+    waiting = select(WriteBack.id).where(
+        col(WriteBack.status) == "pending", col(WriteBack.next_attempt_at) > now
+    )
+    return session.exec(waiting.limit(1)).first() is not None
 
 
 def _key(row: WriteBack) -> tuple[str, str, str]:
@@ -171,9 +211,10 @@ def _flush_chunk(
         _retry_rows(engine, [i for _, _, ids in chunk for i in ids], str(exc), max_attempts, report)
         return
     with session_scope(engine) as session:
+        done: list[int] = []
         for (key, _fields, ids), result in zip(chunk, results, strict=True):
             if getattr(result, "success", False):
-                _settle(session, ids, "done")
+                done.extend(ids)
                 report.records_written += 1
                 report.rows_done += len(ids)
                 if operation == "create" and getattr(result, "id", None):
@@ -192,6 +233,7 @@ def _flush_chunk(
             else:
                 message = f"{crm_object} {key}: {_describe_errors(getattr(result, 'errors', None))}"
                 _retry_rows_in(session, ids, message, max_attempts, report)
+        _settle(session, done, "done")
 
 
 def _describe_errors(errors: Any) -> str:
@@ -206,18 +248,21 @@ def _describe_errors(errors: Any) -> str:
     return "; ".join(parts)
 
 
-def _settle(session: Session, ids: list[int], status: str, error: str | None = None) -> list[WriteBack]:
+def _settle(session: Session, ids: list[int], status: str, error: str | None = None) -> None:
+    """Mark rows settled with set-based UPDATEs: a 200-record Collections call settles in one statement."""
     now = utcnow()
-    rows = list(session.exec(select(WriteBack).where(col(WriteBack.id).in_(ids))).all())
-    for row in rows:
-        row.status, row.flushed_at, row.last_error = status, now, error
-        session.add(row)
-    return rows
+    for start in range(0, len(ids), IN_CLAUSE_CHUNK):
+        session.execute(
+            update(WriteBack)
+            .where(col(WriteBack.id).in_(ids[start : start + IN_CLAUSE_CHUNK]))
+            .values(status=status, flushed_at=now, last_error=error)
+        )
 
 
 def _mark_gone(session: Session, ids: list[int], message: str) -> None:
     """A deleted record will never take the write: retrying it would only end in a false alarm."""
-    rows = _settle(session, ids, "skipped", message)
+    rows = list(session.exec(select(WriteBack).where(col(WriteBack.id).in_(ids))).all())
+    _settle(session, ids, "skipped", message)
     if rows:
         write_log(
             session,
