@@ -115,15 +115,16 @@ def record_error(
 
 
 def _close_batch_if_done(session: Session, msg_id: str) -> None:
-    batch = session.get(OutboxBatch, msg_id)
-    if batch is None or batch.status == "confirmed":
-        return
+    """Confirm the batch once none of its items waits. An UPDATE, so the batch's payload is never loaded."""
     pending = session.exec(
         select(OutboxItem.id).where(col(OutboxItem.message_id) == msg_id, col(OutboxItem.status) == "pending")
     ).first()
     if pending is None:
-        batch.status, batch.confirmed_at = "confirmed", utcnow()
-        session.add(batch)
+        session.execute(
+            update(OutboxBatch)
+            .where(col(OutboxBatch.message_id) == msg_id, col(OutboxBatch.status) != "confirmed")
+            .values(status="confirmed", confirmed_at=utcnow())
+        )
 
 
 def apply_ack(session: Session, mapping: MappingConfig, ack: Mapping[str, Any], *, source: str) -> bool:

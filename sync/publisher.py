@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from connector.errors import ConnectorError
@@ -184,19 +184,42 @@ def _decide_rows(
     report: PublishReport,
     changes: list[_Change],
 ) -> datetime | None:
-    """Decide a chunk of rows against their tracked state (one query); return the newest SystemModstamp."""
+    """Decide a chunk of rows against their tracked state; return the newest SystemModstamp.
+
+    Most rows a cycle reads are unchanged (the lookback window, the connector's own write-backs): they are
+    settled against (hash, flagged) columns alone, and only the rest load their full tracked state."""
     newest: datetime | None = None
-    tracked = _load_tracked(session, name, [str(row["Id"]) for row in rows])
-    jobs = _load_job_states(session, [t.external_id for t in tracked.values() if t.external_id])
     for row in rows:
-        report.read += 1
         newest = _later(newest, row.get("SystemModstamp"))
+    report.read += len(rows)
+    known = _load_hashes(session, name, [str(row["Id"]) for row in rows])
+    digests: dict[str, str] = {}
+    todo = [row for row in rows if not _unchanged(spec, row, known.get(str(row["Id"])), digests)]
+    tracked = _load_tracked(session, name, [str(row["Id"]) for row in todo]) if todo else {}
+    jobs = _load_job_states(session, [t.external_id for t in tracked.values() if t.external_id])
+    for row in todo:
+        crm_id = str(row["Id"])
         with session.no_autoflush:  # one flush per unit, not one per row
-            change = _decide(ctx, session, name, spec, row, tracked.get(str(row["Id"])), jobs, report)
+            change = _decide(
+                ctx, session, name, spec, row, tracked.get(crm_id), jobs, report, digests.get(crm_id)
+            )
         if change is not None:
             report.changed += 1
             changes.append(change)
     return newest
+
+
+def _unchanged(
+    spec: ObjectSpec, row: Mapping[str, Any], known: tuple[str | None, bool] | None, digests: dict[str, str]
+) -> bool:
+    """True when `_decide` would do nothing for this row (same outcome, decided without the ORM row)."""
+    if spec.pending:
+        return False  # every pending row clears its flag
+    flagged = _is_flagged(spec, row) and row.get("IsDeleted") is not True
+    if not flagged:
+        return known is None or not known[1]  # never published, or already known unflagged
+    digest = digests[str(row["Id"])] = relevant_hash(spec, row)
+    return known is not None and known[1] and known[0] == digest
 
 
 def _advance_watermark(
@@ -252,6 +275,13 @@ def _later(current: datetime | None, value: Any) -> datetime | None:
     return stamp if current is None or stamp > current else current
 
 
+def _load_hashes(session: Session, name: str, ids: list[str]) -> dict[str, tuple[str | None, bool]]:
+    query = select(
+        col(TrackedRecord.crm_id), col(TrackedRecord.fields_hash), col(TrackedRecord.flagged)
+    ).where(col(TrackedRecord.crm_object) == name, col(TrackedRecord.crm_id).in_(ids))
+    return {crm_id: (digest, flagged) for crm_id, digest, flagged in session.execute(query)}
+
+
 def _load_tracked(session: Session, name: str, ids: list[str]) -> dict[str, TrackedRecord]:
     query = select(TrackedRecord).where(
         col(TrackedRecord.crm_object) == name, col(TrackedRecord.crm_id).in_(ids)
@@ -284,6 +314,7 @@ def _decide(
     tracked: TrackedRecord | None,
     jobs: Mapping[str, EntityStateRow | None],
     report: PublishReport,
+    digest: str | None = None,
 ) -> _Change | None:
     """The heart of change detection: returns the change to publish, or None."""
     crm_id = str(row["Id"])
@@ -301,7 +332,7 @@ def _decide(
             tracked.flagged = False
             session.add(tracked)
         return None
-    digest = relevant_hash(spec, row)
+    digest = digest or relevant_hash(spec, row)
     if tracked and tracked.flagged == flagged and tracked.fields_hash == digest:
         return None  # nothing relevant changed (this is where write-back echoes stop)
     if tracked is None:
@@ -481,18 +512,18 @@ def _send_pending(ctx: SyncContext, report: PublishReport) -> None:
 
 
 def _send_one(ctx: SyncContext, message_id: str, report: PublishReport) -> bool:
+    this_batch = col(OutboxBatch.message_id) == message_id
     with session_scope(ctx.engine) as session:
-        batch = session.get(OutboxBatch, message_id)
-        payload = list(batch.payload or []) if batch else []
+        payload = list(session.exec(select(OutboxBatch.payload).where(this_batch)).first() or [])
     try:
         ctx.dispatch.send_records(payload, message_id=message_id)
     except ConnectorError as exc:
         with session_scope(ctx.engine) as session:
-            batch = session.get(OutboxBatch, message_id)
-            if batch is not None:
-                batch.attempts += 1
-                batch.last_error = str(exc)
-                session.add(batch)
+            session.execute(
+                update(OutboxBatch)
+                .where(this_batch)
+                .values(attempts=col(OutboxBatch.attempts) + 1, last_error=str(exc))
+            )
             write_log(
                 session,
                 f"sending batch failed, will retry with the same MessageId: {exc}",
@@ -504,12 +535,13 @@ def _send_one(ctx: SyncContext, message_id: str, report: PublishReport) -> bool:
         report.send_errors.append(str(exc))
         return False
     with session_scope(ctx.engine) as session:
-        batch = session.get(OutboxBatch, message_id)
-        if batch is not None:
-            batch.attempts += 1
-            batch.status, batch.sent_at, batch.last_error = "sent", utcnow(), None
-            session.add(batch)
-            if not ctx.settings.dispatch_acks:
-                confirm_batch_on_http_200(session, ctx.mapping, message_id)
+        # Column UPDATEs, not ORM loads: the payload (up to batch_size records) is not read back.
+        session.execute(
+            update(OutboxBatch)
+            .where(this_batch, col(OutboxBatch.status) == "pending")
+            .values(attempts=col(OutboxBatch.attempts) + 1, status="sent", sent_at=utcnow(), last_error=None)
+        )
+        if not ctx.settings.dispatch_acks:
+            confirm_batch_on_http_200(session, ctx.mapping, message_id)
     report.requests_sent += 1
     return True

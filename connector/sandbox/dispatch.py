@@ -8,7 +8,6 @@ shapes. Nothing that came in through `agent/in` is echoed back, except `ack`/`er
 
 from __future__ import annotations
 
-import copy
 import csv
 import gzip
 import json
@@ -24,7 +23,7 @@ from connector.canonical import InboundRecord, parse_csv_body, parse_json_body
 from connector.sandbox import dispatch_events as ev
 from connector.sandbox.dispatch_app import DispatchApp
 from connector.sandbox.dispatch_queue import OutboundQueue, QueueFaults
-from connector.sandbox.dispatch_store import RecordStore
+from connector.sandbox.dispatch_store import RecordStore, json_copy
 from connector.sandbox.server import EmulatorServer, Faults
 
 #: Put types whose sample carries `"ID": null`; the others carry a uuid.
@@ -136,7 +135,7 @@ class DispatchEmulator:
     def job_assignments(self, external_id: str) -> list[dict[str, Any]]:
         """Every provider a job has been created for, with that Dispatch job's status."""
         with self.store.lock:
-            return copy.deepcopy(self.store.job_assignments.get(external_id, []))
+            return json_copy(self.store.job_assignments.get(external_id, []))
 
     @property
     def warnings(self) -> list[str]:
@@ -261,7 +260,7 @@ class DispatchEmulator:
         """Queue one event `{"Actions": [{"ID", "Put": {put_type: data}}]}`; returns the message ID."""
         if action_id is None and put_type not in NULL_ACTION_ID_TYPES:
             action_id = str(uuid.uuid4())
-        payload = {"Actions": [{"ID": action_id, "Put": {put_type: copy.deepcopy(data)}}]}
+        payload = {"Actions": [{"ID": action_id, "Put": {put_type: json_copy(data)}}]}
         self.count("events")
         return self.queue.put(put_type, payload)
 
