@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
+from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,49 @@ class BenchClock:
         self.now += timedelta(seconds=seconds)
 
 
+def work_order_rows(
+    provider_id: str, contact_ids: list[str], n: int, start: int = 0
+) -> Iterator[dict[str, Any]]:
+    for i in range(start, start + n):
+        yield {
+            "WorkOrderNumber": f"WO-{i:07d}",
+            "Subject": f"Replace breaker #{i}",
+            "Description": "Trips under load",
+            "Status": "New",
+            "Street": f"{i} Main St",
+            "City": "Springfield",
+            "State": "IL",
+            "PostalCode": "62701",
+            "ContactId": contact_ids[i % len(contact_ids)],
+            "Dispatch_Service_Provider__c": provider_id,
+            "Dispatch_Send__c": "2026-11-25T09:00:00Z",
+        }
+
+
+def seed_org(sf: SalesforceEmulator, contacts: int) -> tuple[str, list[str]]:
+    """One flagged provider account and `contacts` contacts; returns their ids."""
+    provider = sf.insert(
+        "Account",
+        {
+            "Name": "Spark Electric",
+            "Phone": "+15550111",
+            "Dispatch_Me__c": True,
+            "BillingStreet": "9 Volt Rd",
+            "BillingCity": "Springfield",
+            "BillingState": "IL",
+            "BillingPostalCode": "62702",
+        },
+    )
+    contact_ids = sf.insert_many(
+        "Contact",
+        (
+            {"FirstName": "Jane", "LastName": f"Doe {i}", "Email": f"jane{i}@example.com", "Phone": "+1555"}
+            for i in range(contacts)
+        ),
+    )
+    return provider, contact_ids
+
+
 @dataclass
 class Rig:
     sf: SalesforceEmulator
@@ -69,20 +114,7 @@ class Rig:
     tmp: Path
 
     def work_order_rows(self, n: int, start: int = 0) -> Iterator[dict[str, Any]]:
-        for i in range(start, start + n):
-            yield {
-                "WorkOrderNumber": f"WO-{i:07d}",
-                "Subject": f"Replace breaker #{i}",
-                "Description": "Trips under load",
-                "Status": "New",
-                "Street": f"{i} Main St",
-                "City": "Springfield",
-                "State": "IL",
-                "PostalCode": "62701",
-                "ContactId": self.contact_ids[i % len(self.contact_ids)],
-                "Dispatch_Service_Provider__c": self.provider_id,
-                "Dispatch_Send__c": "2026-11-25T09:00:00Z",
-            }
+        return work_order_rows(self.provider_id, self.contact_ids, n, start)
 
     def insert_work_orders(self, n: int, start: int = 0) -> list[str]:
         return self.sf.insert_many("WorkOrder", self.work_order_rows(n, start))
@@ -156,36 +188,181 @@ def rig(contacts: int = 100, workorder_only: bool = True, **overrides: Any) -> I
         DispatchEmulator(PUBLIC_KEY, SECRET, clock=clock.timestamp) as dispatch,
     ):
         folder = Path(tmp)
-        provider = sf.insert(
-            "Account",
-            {
-                "Name": "Spark Electric",
-                "Phone": "+15550111",
-                "Dispatch_Me__c": True,
-                "BillingStreet": "9 Volt Rd",
-                "BillingCity": "Springfield",
-                "BillingState": "IL",
-                "BillingPostalCode": "62702",
-            },
-        )
-        contact_ids = sf.insert_many(
-            "Contact",
-            (
-                {
-                    "FirstName": "Jane",
-                    "LastName": f"Doe {i}",
-                    "Email": f"jane{i}@example.com",
-                    "Phone": "+1555",
-                }
-                for i in range(contacts)
-            ),
-        )
+        provider, contact_ids = seed_org(sf, contacts)
         mapping_file = workorder_only_mapping(folder) if workorder_only else None
         ctx = make_context(folder, sf.base_url, sf.session(), dispatch.base_url, mapping_file, **overrides)
         try:
             yield Rig(sf, dispatch, ctx, clock, provider, contact_ids, folder)
         finally:
             ctx.engine.dispose()
+
+
+# --- emulators in a process of their own -------------------------------------------------------------
+class EmulatorHost:
+    """Both emulators and their clock, living in the process a `remote_rig` starts.
+
+    Dispatch and Salesforce are remote services: their CPU work must not share the measured engine's GIL,
+    or the benchmark charges the emulators' record-keeping to the engine."""
+
+    def __init__(self, contacts: int) -> None:
+        self.clock = BenchClock()
+        self.sf = SalesforceEmulator(FIXTURE, clock=self.clock).__enter__()
+        self.dispatch = DispatchEmulator(PUBLIC_KEY, SECRET, clock=self.clock.timestamp).__enter__()
+        self.provider_id, self.contact_ids = seed_org(self.sf, contacts)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "sf_url": self.sf.base_url,
+            "ca_path": str(self.sf.ca_path),
+            "dispatch_url": self.dispatch.base_url,
+            "provider_id": self.provider_id,
+        }
+
+    def insert_work_orders(self, n: int, start: int = 0) -> list[str]:
+        return self.sf.insert_many("WorkOrder", work_order_rows(self.provider_id, self.contact_ids, n, start))
+
+    def sf_insert(self, object_name: str, values: dict[str, Any]) -> str:
+        return self.sf.insert(object_name, values)
+
+    def sf_update(self, object_name: str, record_id: str, values: dict[str, Any]) -> None:
+        self.sf.update(object_name, record_id, values)
+
+    def sf_update_many(self, object_name: str, record_ids: list[str], values: dict[str, Any]) -> None:
+        for record_id in record_ids:
+            self.sf.update(object_name, record_id, values)
+
+    def sf_get(self, object_name: str, record_id: str) -> dict[str, Any]:
+        return self.sf.get(object_name, record_id)
+
+    def sf_counts(self) -> dict[str, int]:
+        return self.sf.counts
+
+    def sf_reset_counts(self) -> None:
+        self.sf.reset_counts()
+
+    def dispatch_counts(self) -> dict[str, int]:
+        return self.dispatch.counts
+
+    def dispatch_wait_idle(self, timeout: float) -> bool:
+        return self.dispatch.wait_idle(timeout)
+
+    def set_latency(self, latency_s: float) -> None:
+        Rig.set_latency(self, latency_s)
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+
+    def close(self) -> None:
+        self.dispatch.stop()
+        self.sf.stop()
+
+
+class _HostManager(BaseManager):
+    pass
+
+
+_HostManager.register("EmulatorHost", EmulatorHost)
+
+
+class _RemoteSalesforce:
+    """The slice of SalesforceEmulator's API the benchmarks use, forwarded to the host process."""
+
+    def __init__(self, host: Any, info: dict[str, Any]) -> None:
+        self._host = host
+        self.base_url: str = info["sf_url"]
+        self.ca_path = Path(info["ca_path"])
+
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(self.ca_path)
+        return session
+
+    def insert(self, object_name: str, values: dict[str, Any]) -> str:
+        return str(self._host.sf_insert(object_name, dict(values)))
+
+    def update(self, object_name: str, record_id: str, values: dict[str, Any]) -> None:
+        self._host.sf_update(object_name, record_id, dict(values))
+
+    def update_many(self, object_name: str, record_ids: list[str], values: dict[str, Any]) -> None:
+        self._host.sf_update_many(object_name, list(record_ids), dict(values))
+
+    def get(self, object_name: str, record_id: str) -> dict[str, Any]:
+        return dict(self._host.sf_get(object_name, record_id))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self._host.sf_counts())
+
+    def reset_counts(self) -> None:
+        self._host.sf_reset_counts()
+
+
+class _RemoteDispatch:
+    def __init__(self, host: Any, info: dict[str, Any]) -> None:
+        self._host = host
+        self.base_url: str = info["dispatch_url"]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self._host.dispatch_counts())
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        return bool(self._host.dispatch_wait_idle(timeout))
+
+
+class _RemoteClock:
+    def __init__(self, host: Any) -> None:
+        self._host = host
+
+    def advance(self, seconds: float) -> None:
+        self._host.advance(seconds)
+
+
+class RemoteRig(Rig):
+    """A Rig whose emulators run in another process (see EmulatorHost)."""
+
+    host: Any = None
+
+    def insert_work_orders(self, n: int, start: int = 0) -> list[str]:
+        return list(self.host.insert_work_orders(n, start))
+
+    def set_latency(self, latency_s: float) -> None:
+        self.host.set_latency(latency_s)
+
+
+@contextmanager
+def remote_rig(contacts: int = 100, workorder_only: bool = True, **overrides: Any) -> Iterator[RemoteRig]:
+    """Like rig(), with both emulators in a separate process (spawned, so no thread state is forked)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        _HostManager(ctx=get_context("spawn")) as manager,
+    ):
+        host = manager.EmulatorHost(contacts)
+        try:
+            info = host.info()
+            folder = Path(tmp)
+            sf = _RemoteSalesforce(host, info)
+            mapping_file = workorder_only_mapping(folder) if workorder_only else None
+            ctx = make_context(
+                folder, sf.base_url, sf.session(), info["dispatch_url"], mapping_file, **overrides
+            )
+            r = RemoteRig(
+                sf,
+                _RemoteDispatch(host, info),
+                ctx,
+                _RemoteClock(host),
+                info["provider_id"],
+                [],
+                folder,
+            )
+            r.host = host
+            try:
+                yield r
+            finally:
+                ctx.engine.dispose()
+        finally:
+            host.close()
 
 
 def settle(r: Rig, timeout: float = 1800) -> dict[str, int]:
