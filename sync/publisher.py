@@ -495,7 +495,8 @@ def _write_outbox(session: Session, changes: list[_Change], size: int, report: P
         report.canonical_records += len(records)
     session.flush()
     for start in range(0, len(items), ROWS_PER_COMMIT):
-        session.execute(insert(OutboxItem), items[start : start + ROWS_PER_COMMIT])
+        # the Core table, not the ORM entity: a plain executemany, without the ORM's per-row bookkeeping
+        session.execute(insert(OutboxItem.__table__), items[start : start + ROWS_PER_COMMIT])
 
 
 def _send_pending(ctx: SyncContext, report: PublishReport) -> None:

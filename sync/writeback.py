@@ -82,7 +82,7 @@ def enqueue_updates(
     ]
     if rows:
         session.flush()
-        session.execute(insert(WriteBack), rows)
+        session.execute(insert(WriteBack.__table__), rows)  # Core executemany: no ORM per-row bookkeeping
 
 
 def enqueue_create(
