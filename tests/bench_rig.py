@@ -34,6 +34,7 @@ from sync.poller import drain_outbound_queue
 from sync.processor import process_inbox
 from sync.settings import load_settings
 from sync.writeback import flush_writebacks
+from tests.org import PROVIDER_ACCOUNT
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "connector" / "sandbox" / "fixtures" / "field_service_org.yaml"
@@ -81,18 +82,7 @@ def work_order_rows(
 
 def seed_org(sf: SalesforceEmulator, contacts: int) -> tuple[str, list[str]]:
     """One flagged provider account and `contacts` contacts; returns their ids."""
-    provider = sf.insert(
-        "Account",
-        {
-            "Name": "Spark Electric",
-            "Phone": "+15550111",
-            "Dispatch_Me__c": True,
-            "BillingStreet": "9 Volt Rd",
-            "BillingCity": "Springfield",
-            "BillingState": "IL",
-            "BillingPostalCode": "62702",
-        },
-    )
+    provider = sf.insert("Account", dict(PROVIDER_ACCOUNT))
     contact_ids = sf.insert_many(
         "Contact",
         (

@@ -33,6 +33,7 @@ from connector.sandbox.salesforce import SalesforceEmulator
 from connector.sandbox.server import Faults
 from sync.db import make_engine, upgrade
 from sync.models import InboxMessage, OutboxBatch, SyncLog, TrackedRecord, WriteBack
+from tests.org import PROVIDER_ACCOUNT
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "connector" / "sandbox" / "fixtures" / "field_service_org.yaml"
@@ -123,18 +124,7 @@ def world(
             PUBLIC_KEY, SECRET, clock=clock, faults=dispatch_faults, queue_faults=queue_faults
         ) as dispatch,
     ):
-        provider = sf.insert(
-            "Account",
-            {
-                "Name": "Spark Electric",
-                "Phone": "+15550111",
-                "Dispatch_Me__c": True,
-                "BillingStreet": "9 Volt Rd",
-                "BillingCity": "Springfield",
-                "BillingState": "IL",
-                "BillingPostalCode": "62702",
-            },
-        )
+        provider = sf.insert("Account", dict(PROVIDER_ACCOUNT))
         contact = sf.insert(
             "Contact",
             {"FirstName": "Jane", "LastName": "Doe", "Email": "jane@example.com", "Phone": "+15550101"},

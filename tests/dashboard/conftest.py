@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     harness,  # noqa: F401  (fixture for the running-daemon browser test)
     make_context,
 )
+from tests.org import PROVIDER_ACCOUNT
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -37,18 +38,7 @@ class Scenario:
 
 
 def _insert_org(sf: SalesforceEmulator) -> tuple[str, str]:
-    provider = sf.insert(
-        "Account",
-        {
-            "Name": "Spark Electric",
-            "Phone": "+15550111",
-            "Dispatch_Me__c": True,
-            "BillingStreet": "9 Volt Rd",
-            "BillingCity": "Springfield",
-            "BillingState": "IL",
-            "BillingPostalCode": "62702",
-        },
-    )
+    provider = sf.insert("Account", dict(PROVIDER_ACCOUNT))
     contact = sf.insert("Contact", {"FirstName": "Jane", "LastName": "Doe", "Email": "jane@example.com"})
     return provider, contact
 

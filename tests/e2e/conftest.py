@@ -21,6 +21,7 @@ from sync.processor import process_inbox
 from sync.publisher import PublishReport, publish_changes
 from sync.settings import load_settings
 from sync.writeback import flush_writebacks
+from tests.org import PROVIDER_ACCOUNT
 
 FIXTURE = Path(__file__).parents[2] / "connector" / "sandbox" / "fixtures" / "field_service_org.yaml"
 PUBLIC_KEY = "organization|42|acme-facilities"
@@ -108,18 +109,7 @@ def make_context(
 def harness(tmp_path: Path) -> Iterator[Harness]:
     clock = FakeClock()
     with SalesforceEmulator(FIXTURE) as sf, DispatchEmulator(PUBLIC_KEY, SECRET, clock=clock) as dispatch:
-        provider = sf.insert(
-            "Account",
-            {
-                "Name": "Spark Electric",
-                "Phone": "+15550111",
-                "Dispatch_Me__c": True,
-                "BillingStreet": "9 Volt Rd",
-                "BillingCity": "Springfield",
-                "BillingState": "IL",
-                "BillingPostalCode": "62702",
-            },
-        )
+        provider = sf.insert("Account", dict(PROVIDER_ACCOUNT))
         contact = sf.insert(
             "Contact",
             {"FirstName": "Jane", "LastName": "Doe", "Email": "jane@example.com", "Phone": "+15550101"},
