@@ -42,10 +42,10 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-import requests
 
 from connector.crm import format_soql
 from connector.mapping import build_records, soql_select
+from connector.sandbox.salesforce import trusting_session
 from sync.publisher import PublishReport, publish_changes
 from sync.writeback import flush_writebacks
 from tests import bench_rig as _harness
@@ -76,9 +76,7 @@ def naive_publish(r: _harness.Rig, ids: list[str]) -> float:
 
 def rss_child(config: dict[str, Any]) -> None:
     """Child process: only the engine, wired to the parent's emulators; one full first-load cycle."""
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = config["ca_path"]
+    session = trusting_session(config["ca_path"])
     folder = Path(config["folder"])
     ctx = _harness.make_context(
         folder,

@@ -17,10 +17,11 @@ from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
 
 from connector.mapping import MappingConfig
+from sync.db import IN_CLAUSE_CHUNK, chunked
 from sync.dbtypes import utcnow
 from sync.models import OutboxBatch, OutboxItem, TrackedRecord
 from sync.synclog import write_log
-from sync.writeback import IN_CLAUSE_CHUNK, enqueue_update, enqueue_updates
+from sync.writeback import enqueue_update, enqueue_updates
 
 
 def _items(
@@ -44,10 +45,6 @@ def _tracked(session: Session, item: OutboxItem) -> TrackedRecord | None:
             col(TrackedRecord.crm_object) == item.crm_object, col(TrackedRecord.crm_id) == item.crm_id
         )
     ).first()
-
-
-def confirm_record(session: Session, mapping: MappingConfig, tracked: TrackedRecord, *, source: str) -> None:
-    confirm_records(session, mapping, [tracked], source=source)
 
 
 def confirm_records(
@@ -164,10 +161,8 @@ def _primary_tracked(session: Session, items: list[OutboxItem]) -> list[TrackedR
     keys = {(i.crm_object, i.crm_id, i.external_id, i.message_id) for i in items if i.crm_object and i.crm_id}
     ids = sorted({crm_id for _, crm_id, _, _ in keys})
     matched = []
-    for start in range(0, len(ids), IN_CLAUSE_CHUNK):
-        query = select(TrackedRecord).where(
-            col(TrackedRecord.crm_id).in_(ids[start : start + IN_CLAUSE_CHUNK])
-        )
+    for chunk in chunked(ids, IN_CLAUSE_CHUNK):
+        query = select(TrackedRecord).where(col(TrackedRecord.crm_id).in_(chunk))
         for tracked in session.exec(query).all():
             key = (tracked.crm_object, tracked.crm_id, tracked.external_id, tracked.last_message_id)
             if key in keys:
@@ -223,11 +218,10 @@ def confirm_batch_on_http_200(session: Session, mapping: MappingConfig, message_
         )
         .where(in_batch, col(TrackedRecord.last_message_id) == message_id)
     ).all()
-    ids = [row_id for row_id, _, _ in primary]
-    for start in range(0, len(ids), IN_CLAUSE_CHUNK):
+    for chunk in chunked([row_id for row_id, _, _ in primary], IN_CLAUSE_CHUNK):
         session.execute(
             update(TrackedRecord)
-            .where(col(TrackedRecord.id).in_(ids[start : start + IN_CLAUSE_CHUNK]))
+            .where(col(TrackedRecord.id).in_(chunk))
             .values(confirmed_at=now, last_error=None)
         )
     records = [(crm_object, crm_id) for _, crm_object, crm_id in primary]

@@ -12,10 +12,9 @@ so they hash the same and never echo.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from typing import Any
 
 from sqlalchemy import insert, update
@@ -35,7 +34,7 @@ from connector.mapping import (
 from statemachines import EntityState, StateMachineError, allowed_targets, request_change
 from sync.confirmation import confirm_batch_on_http_200, record_error
 from sync.context import SyncContext
-from sync.db import session_scope
+from sync.db import chunked, session_scope
 from sync.dbtypes import utcnow
 from sync.locks import single_instance
 from sync.models import EntityStateRow, OutboxBatch, OutboxItem, TrackedRecord, Watermark
@@ -129,7 +128,7 @@ def _run_cycle(
             newest: datetime | None = None
             query, include_deleted = _query_for(ctx, unit.session, name, spec, full)
             rows = ctx.crm.query_iter(query, include_deleted=include_deleted)
-            for chunk in _chunks(rows, min(rows_per_commit, ROWS_PER_DECISION)):
+            for chunk in chunked(rows, min(rows_per_commit, ROWS_PER_DECISION)):
                 newest = _later(
                     newest, _decide_rows(ctx, unit.session, name, spec, chunk, report, unit.changes)
                 )
@@ -215,8 +214,7 @@ def _unchanged(
     """True when `_decide` would do nothing for this row (same outcome, decided without the ORM row)."""
     if spec.pending:
         return False  # every pending row clears its flag
-    flagged = _is_flagged(spec, row) and row.get("IsDeleted") is not True
-    if not flagged:
+    if not _flagged_now(spec, row):
         return known is None or not known[1]  # never published, or already known unflagged
     digest = digests[str(row["Id"])] = relevant_hash(spec, row)
     return known is not None and known[1] and known[0] == digest
@@ -256,12 +254,6 @@ def count_flagged(ctx: SyncContext) -> int:
         int(ctx.crm.count(f"SELECT COUNT() FROM {name} WHERE {spec.flag.soql_condition()}"))
         for name, spec in ctx.mapping.objects.items()
     )
-
-
-def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
-    iterator = iter(rows)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 def _later(current: datetime | None, value: Any) -> datetime | None:
@@ -305,6 +297,11 @@ def _is_flagged(spec: ObjectSpec, row: Mapping[str, Any]) -> bool:
     return value is True if spec.flag.when == "true" else value not in (None, "", False)
 
 
+def _flagged_now(spec: ObjectSpec, row: Mapping[str, Any]) -> bool:
+    """Whether the record should be in Dispatch: flagged and not deleted."""
+    return _is_flagged(spec, row) and row.get("IsDeleted") is not True
+
+
 def _decide(
     ctx: SyncContext,
     session: Session,
@@ -323,7 +320,7 @@ def _decide(
             session, name, crm_id, {spec.pending.field: spec.pending.clear_value}, source="pending"
         )
     deleted = row.get("IsDeleted") is True
-    flagged = _is_flagged(spec, row) and not deleted
+    flagged = _flagged_now(spec, row)
     policy = spec.on_delete if deleted else spec.on_unflag
     if deleted and tracked and tracked.flagged:
         _log_deletion(session, name, crm_id, tracked, policy)
@@ -459,9 +456,7 @@ def _ordered_records(changes: list[_Change]) -> list[tuple[dict[str, Any], list[
 
 
 def _batches(changes: list[_Change], size: int) -> Iterator[tuple[list[dict[str, Any]], list[Any]]]:
-    ordered = _ordered_records(changes)
-    for start in range(0, len(ordered), size):
-        chunk = ordered[start : start + size]
+    for chunk in chunked(_ordered_records(changes), size):
         yield [record for record, _ in chunk], [sources for _, sources in chunk]
 
 
@@ -494,9 +489,9 @@ def _write_outbox(session: Session, changes: list[_Change], size: int, report: P
         report.batches_created.append(message_id)
         report.canonical_records += len(records)
     session.flush()
-    for start in range(0, len(items), ROWS_PER_COMMIT):
+    for chunk in chunked(items, ROWS_PER_COMMIT):
         # the Core table, not the ORM entity: a plain executemany, without the ORM's per-row bookkeeping
-        session.execute(insert(OutboxItem.__table__), items[start : start + ROWS_PER_COMMIT])
+        session.execute(insert(OutboxItem.__table__), chunk)
 
 
 def _send_pending(ctx: SyncContext, report: PublishReport) -> None:

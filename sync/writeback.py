@@ -18,13 +18,12 @@ from sqlalchemy import Engine, insert, or_, update
 from sqlmodel import Session, col, select
 
 from connector.errors import ConnectorError
-from sync.db import session_scope
+from sync.db import IN_CLAUSE_CHUNK, chunked, session_scope
 from sync.dbtypes import utcnow
 from sync.models import TrackedRecord, WriteBack
 from sync.synclog import write_log
 
 MAX_COLLECTION = 200
-IN_CLAUSE_CHUNK = 500  # ids per IN (...) query: well under every backend's bound-parameter limit
 GONE = "ENTITY_IS_DELETED"  # the record was deleted in the CRM: its writes are skipped, not retried
 
 
@@ -39,20 +38,26 @@ class CrmWriter(Protocol):
     def create_records(self, object_name: str, records: Sequence[Mapping[str, Any]]) -> Sequence[Any]: ...
 
 
+def _update_row(
+    crm_object: str, crm_id: str, fields: Mapping[str, Any], source: str | None, now: datetime
+) -> dict[str, Any]:
+    return {
+        "operation": "update",
+        "crm_object": crm_object,
+        "crm_id": crm_id,
+        "fields": dict(fields),
+        "source": source,
+        "status": "pending",
+        "attempts": 0,
+        "created_at": now,
+    }
+
+
 def enqueue_update(
     session: Session, crm_object: str, crm_id: str, fields: Mapping[str, Any], *, source: str | None = None
 ) -> None:
     if fields:
-        session.add(
-            WriteBack(
-                operation="update",
-                crm_object=crm_object,
-                crm_id=crm_id,
-                fields=dict(fields),
-                source=source,
-                created_at=utcnow(),
-            )
-        )
+        session.add(WriteBack(**_update_row(crm_object, crm_id, fields, source, utcnow())))
 
 
 def enqueue_updates(
@@ -66,20 +71,7 @@ def enqueue_updates(
 
     Pending ORM rows are flushed first, so row ids (the order in which values win) stay the call order."""
     now = utcnow()
-    rows = [
-        {
-            "operation": "update",
-            "crm_object": crm_object,
-            "crm_id": crm_id,
-            "fields": dict(fields),
-            "source": source,
-            "status": "pending",
-            "attempts": 0,
-            "created_at": now,
-        }
-        for crm_id, fields in updates
-        if fields
-    ]
+    rows = [_update_row(crm_object, crm_id, fields, source, now) for crm_id, fields in updates if fields]
     if rows:
         session.flush()
         session.execute(insert(WriteBack.__table__), rows)  # Core executemany: no ORM per-row bookkeeping
@@ -185,10 +177,8 @@ def flush_writebacks(
     for (operation, crm_object, key), (fields, ids) in merged.items():
         groups[(operation, crm_object)].append((key, fields, ids))
     for (operation, crm_object), items in groups.items():
-        for start in range(0, len(items), batch_size):
-            _flush_chunk(
-                engine, crm, operation, crm_object, items[start : start + batch_size], report, max_attempts
-            )
+        for chunk in chunked(items, batch_size):
+            _flush_chunk(engine, crm, operation, crm_object, chunk, report, max_attempts)
     return report
 
 
@@ -251,10 +241,10 @@ def _describe_errors(errors: Any) -> str:
 def _settle(session: Session, ids: list[int], status: str, error: str | None = None) -> None:
     """Mark rows settled with set-based UPDATEs: a 200-record Collections call settles in one statement."""
     now = utcnow()
-    for start in range(0, len(ids), IN_CLAUSE_CHUNK):
+    for chunk in chunked(ids, IN_CLAUSE_CHUNK):
         session.execute(
             update(WriteBack)
-            .where(col(WriteBack.id).in_(ids[start : start + IN_CLAUSE_CHUNK]))
+            .where(col(WriteBack.id).in_(chunk))
             .values(status=status, flushed_at=now, last_error=error)
         )
 

@@ -27,7 +27,7 @@ from connector.crm import connect_salesforce
 from connector.dispatch_connect import DispatchConnectClient
 from connector.mapping import load_mapping
 from connector.sandbox.dispatch import DispatchEmulator
-from connector.sandbox.salesforce import SalesforceEmulator
+from connector.sandbox.salesforce import SalesforceEmulator, trusting_session
 from sync.context import SyncContext
 from sync.db import make_engine, upgrade
 from sync.poller import drain_outbound_queue
@@ -93,6 +93,16 @@ def seed_org(sf: SalesforceEmulator, contacts: int) -> tuple[str, list[str]]:
     return provider, contact_ids
 
 
+def set_latency(sf: SalesforceEmulator, dispatch: DispatchEmulator, latency_s: float) -> None:
+    """The same latency on every endpoint of both emulators (0: none)."""
+    if latency_s > 0:
+        sf.faults.set("*", latency_s=latency_s)
+        dispatch.set_faults("*", latency_s=latency_s)
+    else:
+        sf.faults.clear()
+        dispatch.set_faults(clear=True)
+
+
 @dataclass
 class Rig:
     sf: SalesforceEmulator
@@ -114,12 +124,7 @@ class Rig:
         return sum(v for k, v in self.sf.counts.items() if k not in ("login", "token"))
 
     def set_latency(self, latency_s: float) -> None:
-        if latency_s > 0:
-            self.sf.faults.set("*", latency_s=latency_s)
-            self.dispatch.set_faults("*", latency_s=latency_s)
-        else:
-            self.sf.faults.clear()
-            self.dispatch.set_faults(clear=True)
+        set_latency(self.sf, self.dispatch, latency_s)
 
     def new_client(self) -> DispatchConnectClient:
         return DispatchConnectClient(
@@ -237,7 +242,7 @@ class EmulatorHost:
         return self.dispatch.wait_idle(timeout)
 
     def set_latency(self, latency_s: float) -> None:
-        Rig.set_latency(self, latency_s)
+        set_latency(self.sf, self.dispatch, latency_s)
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)
@@ -263,10 +268,7 @@ class _RemoteSalesforce:
         self.ca_path = Path(info["ca_path"])
 
     def session(self) -> requests.Session:
-        session = requests.Session()
-        session.trust_env = False
-        session.verify = str(self.ca_path)
-        return session
+        return trusting_session(self.ca_path)
 
     def insert(self, object_name: str, values: dict[str, Any]) -> str:
         return str(self._host.sf_insert(object_name, dict(values)))

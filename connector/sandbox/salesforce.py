@@ -40,6 +40,15 @@ DEMO_CLIENT_SECRET = "demo-client-secret"
 Fixture = Mapping[str, Any] | str | Path
 
 
+def trusting_session(ca_path: str | Path) -> requests.Session:
+    """A requests session that trusts only the CA at `ca_path` (and ignores REQUESTS_CA_BUNDLE); usable from
+    another process than the emulator's."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(ca_path)
+    return session
+
+
 class SalesforceEmulator:
     """A Salesforce org in a background thread. Use as a context manager or call start()/stop()."""
 
@@ -107,10 +116,7 @@ class SalesforceEmulator:
 
     def session(self) -> requests.Session:
         """A requests session that trusts only this emulator's CA (and ignores REQUESTS_CA_BUNDLE)."""
-        session = requests.Session()
-        session.trust_env = False
-        session.verify = str(self.ca_path)
-        return session
+        return trusting_session(self.ca_path)
 
     # --- accounting and faults -----------------------------------------------------------------
 
