@@ -87,26 +87,48 @@ def record_error(
     entity: str | None,
     direction: str = "out",
 ) -> None:
-    spec = mapping.objects.get(tracked.crm_object)
-    limit = spec.write_back.error_max_length if spec else 255
     tracked.last_error = message
     session.add(tracked)
+    report_error(
+        session,
+        mapping,
+        tracked.crm_object,
+        tracked.crm_id,
+        tracked.external_id,
+        message,
+        source=source,
+        msg_id=msg_id,
+        entity=entity,
+        direction=direction,
+    )
+
+
+def report_error(
+    session: Session,
+    mapping: MappingConfig,
+    crm_object: str,
+    crm_id: str,
+    external_id: str | None,
+    message: str,
+    *,
+    source: str,
+    msg_id: str | None,
+    entity: str | None,
+    direction: str = "out",
+) -> None:
+    """Where a user looks for an error: the CRM record's error field (cut to its length) and the sync log."""
+    spec = mapping.objects.get(crm_object)
+    limit = spec.write_back.error_max_length if spec else 255
     if spec and spec.write_back.error:
-        enqueue_update(
-            session,
-            tracked.crm_object,
-            tracked.crm_id,
-            {spec.write_back.error: message[:limit]},
-            source=source,
-        )
+        enqueue_update(session, crm_object, crm_id, {spec.write_back.error: message[:limit]}, source=source)
     write_log(
         session,
         message,
         level="error",
         direction=direction,
         entity=entity,
-        crm_record_id=tracked.crm_id,
-        external_id=tracked.external_id,
+        crm_record_id=crm_id,
+        external_id=external_id,
         msg_id=msg_id,
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from sync.dbtypes import UTCDateTime, utcnow
@@ -221,3 +221,8 @@ __all__ = [
     "WriteBack",
     "utcnow",
 ]
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table behind a model, for set-based statements that skip the ORM's per-row bookkeeping."""
+    return SQLModel.metadata.tables[str(model.__tablename__)]

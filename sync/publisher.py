@@ -12,12 +12,13 @@ so they hash the same and never echo.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from connector.errors import ConnectorError
@@ -32,12 +33,12 @@ from connector.mapping import (
     soql_select,
 )
 from statemachines import EntityState, StateMachineError, allowed_targets, request_change
-from sync.confirmation import confirm_batch_on_http_200, record_error
+from sync.confirmation import confirm_batch_on_http_200, report_error
 from sync.context import SyncContext
 from sync.db import chunked, session_scope
 from sync.dbtypes import utcnow
 from sync.locks import single_instance
-from sync.models import EntityStateRow, OutboxBatch, OutboxItem, TrackedRecord, Watermark
+from sync.models import EntityStateRow, OutboxBatch, OutboxItem, TrackedRecord, Watermark, table_of
 from sync.synclog import write_log
 from sync.writeback import enqueue_update
 
@@ -45,6 +46,7 @@ ROWS_PER_COMMIT = 5000
 ROWS_PER_DECISION = 500  # rows whose tracked state is loaded in one query
 BACKFILL_ROWS_PER_COMMIT = 2000
 STATUS_KEY, ORG_KEY = "_requested_status", "_organization"
+TRACKED, JOB_STATES, OUTBOX_ITEMS = table_of(TrackedRecord), table_of(EntityStateRow), table_of(OutboxItem)
 
 
 @dataclass
@@ -59,13 +61,43 @@ class PublishReport:
     payloads: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Tracked:
+    """A tracked_record row as the publisher decides on it.
+
+    A plain object, written back with one executemany per unit: the ORM's per-object bookkeeping (identity
+    map, attribute events, unit-of-work flush) cost more than the decisions themselves. Only the columns a
+    decision changed are written, so a confirmation or an error the poller stamps meanwhile is kept."""
+
+    crm_object: str
+    crm_id: str
+    id: int | None = None
+    external_id: str | None = None
+    fields_hash: str | None = None
+    snapshot: dict[str, Any] | None = None
+    flagged: bool = True
+    changed: dict[str, Any] = field(default_factory=dict)
+
+    def set(self, **values: Any) -> None:
+        for name, value in values.items():
+            if name in _TRACKED_FIELDS:
+                setattr(self, name, value)
+        self.changed.update(values)
+
+
+_TRACKED_FIELDS = frozenset(("external_id", "fields_hash", "snapshot", "flagged"))
+_NEW_TRACKED: dict[str, Any] = dict.fromkeys(
+    ("external_id", "fields_hash", "snapshot", "last_message_id", "published_at", "last_error")
+) | {"flagged": True}
+
+
 @dataclass
 class _Change:
     crm_object: str
     crm_id: str
     primary: tuple[str, str]
     records: list[dict[str, Any]]
-    tracked: TrackedRecord
+    tracked: _Tracked
 
 
 def publish_changes(
@@ -100,6 +132,7 @@ class _Unit:
         self.ctx, self.report, self.dry_run = ctx, report, dry_run
         self.session = Session(ctx.engine, expire_on_commit=False)
         self.changes: list[_Change] = []
+        self.tracked: dict[tuple[str, str], _Tracked] = {}  # decided in this unit, written at commit
         self.rows = 0
 
     def commit(self) -> None:
@@ -109,6 +142,7 @@ class _Unit:
             self.session.rollback()
         else:
             _write_outbox(self.session, self.changes, batch_size, self.report)
+            _write_tracked(self.session, self.tracked.values())
             self.session.commit()
         self.session.close()
 
@@ -129,9 +163,7 @@ def _run_cycle(
             query, include_deleted = _query_for(ctx, unit.session, name, spec, full)
             rows = ctx.crm.query_iter(query, include_deleted=include_deleted)
             for chunk in chunked(rows, min(rows_per_commit, ROWS_PER_DECISION)):
-                newest = _later(
-                    newest, _decide_rows(ctx, unit.session, name, spec, chunk, report, unit.changes)
-                )
+                newest = _later(newest, _decide_rows(unit, name, spec, chunk))
                 unit.rows += len(chunk)
                 if progress:
                     progress(len(chunk))
@@ -174,15 +206,7 @@ def _soql_datetime(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _decide_rows(
-    ctx: SyncContext,
-    session: Session,
-    name: str,
-    spec: ObjectSpec,
-    rows: list[Mapping[str, Any]],
-    report: PublishReport,
-    changes: list[_Change],
-) -> datetime | None:
+def _decide_rows(unit: _Unit, name: str, spec: ObjectSpec, rows: list[Mapping[str, Any]]) -> datetime | None:
     """Decide a chunk of rows against their tracked state; return the newest SystemModstamp.
 
     Most rows a cycle reads are unchanged (the lookback window, the connector's own write-backs): they are
@@ -190,21 +214,21 @@ def _decide_rows(
     newest: datetime | None = None
     for row in rows:
         newest = _later(newest, row.get("SystemModstamp"))
-    report.read += len(rows)
-    known = _load_hashes(session, name, [str(row["Id"]) for row in rows])
+    unit.report.read += len(rows)
+    known = _load_hashes(unit.session, name, [str(row["Id"]) for row in rows])
+    for (crm_object, crm_id), decided in unit.tracked.items():  # a row read twice in one unit
+        if crm_object == name and crm_id in known:
+            known[crm_id] = (decided.fields_hash, decided.flagged)
     digests: dict[str, str] = {}
     todo = [row for row in rows if not _unchanged(spec, row, known.get(str(row["Id"])), digests)]
-    tracked = _load_tracked(session, name, [str(row["Id"]) for row in todo]) if todo else {}
-    jobs = _load_job_states(session, [t.external_id for t in tracked.values() if t.external_id])
+    tracked = _load_tracked(unit, name, [str(row["Id"]) for row in todo]) if todo else {}
+    jobs = _load_job_states(unit.session, [t.external_id for t in tracked.values() if t.external_id])
     for row in todo:
         crm_id = str(row["Id"])
-        with session.no_autoflush:  # one flush per unit, not one per row
-            change = _decide(
-                ctx, session, name, spec, row, tracked.get(crm_id), jobs, report, digests.get(crm_id)
-            )
+        change = _decide(unit, name, spec, row, tracked.get(crm_id), jobs, digests.get(crm_id))
         if change is not None:
-            report.changed += 1
-            changes.append(change)
+            unit.report.changed += 1
+            unit.changes.append(change)
     return newest
 
 
@@ -268,28 +292,71 @@ def _later(current: datetime | None, value: Any) -> datetime | None:
 
 
 def _load_hashes(session: Session, name: str, ids: list[str]) -> dict[str, tuple[str | None, bool]]:
-    query = select(
-        col(TrackedRecord.crm_id), col(TrackedRecord.fields_hash), col(TrackedRecord.flagged)
-    ).where(col(TrackedRecord.crm_object) == name, col(TrackedRecord.crm_id).in_(ids))
+    query = core_select(TRACKED.c.crm_id, TRACKED.c.fields_hash, TRACKED.c.flagged).where(
+        TRACKED.c.crm_object == name, TRACKED.c.crm_id.in_(ids)
+    )
     return {crm_id: (digest, flagged) for crm_id, digest, flagged in session.execute(query)}
 
 
-def _load_tracked(session: Session, name: str, ids: list[str]) -> dict[str, TrackedRecord]:
-    query = select(TrackedRecord).where(
-        col(TrackedRecord.crm_object) == name, col(TrackedRecord.crm_id).in_(ids)
+def _load_tracked(unit: _Unit, name: str, ids: list[str]) -> dict[str, _Tracked]:
+    """The chunk's tracked rows; one this unit already decided is taken from the unit, not the store."""
+    found = (
+        {
+            crm_id: decided
+            for (crm_object, crm_id), decided in unit.tracked.items()
+            if crm_object == name and crm_id in ids
+        }
+        if unit.tracked
+        else {}
     )
-    return {row.crm_id: row for row in session.exec(query).all()}
-
-
-def _load_job_states(session: Session, external_ids: list[str]) -> dict[str, EntityStateRow | None]:
-    """The job state of every tracked record in a chunk, in one query (None: Dispatch reported none yet)."""
-    found: dict[str, EntityStateRow | None] = dict.fromkeys(external_ids)
-    if external_ids:
-        query = select(EntityStateRow).where(
-            col(EntityStateRow.kind) == "job", col(EntityStateRow.external_id).in_(external_ids)
-        )
-        found.update({row.external_id: row for row in session.exec(query).all()})
+    columns = (TRACKED.c.id, TRACKED.c.crm_id, TRACKED.c.external_id, TRACKED.c.fields_hash)
+    query = core_select(*columns, TRACKED.c.snapshot, TRACKED.c.flagged).where(
+        TRACKED.c.crm_object == name, TRACKED.c.crm_id.in_([i for i in ids if i not in found])
+    )
+    for row_id, crm_id, external_id, digest, snapshot, flagged in unit.session.execute(query):
+        found[crm_id] = _Tracked(name, crm_id, row_id, external_id, digest, snapshot, flagged)
     return found
+
+
+def _load_job_states(session: Session, external_ids: list[str]) -> dict[str, str | None]:
+    """The job state of every tracked record in a chunk, in one query (None: Dispatch reported none yet)."""
+    found: dict[str, str | None] = dict.fromkeys(external_ids)
+    if external_ids:
+        query = core_select(JOB_STATES.c.external_id, JOB_STATES.c.state).where(
+            JOB_STATES.c.kind == "job", JOB_STATES.c.external_id.in_(external_ids)
+        )
+        found.update({external_id: state for external_id, state in session.execute(query)})
+    return found
+
+
+def _write_tracked(session: Session, decided: Iterable[_Tracked]) -> None:
+    """A unit's decisions in one INSERT and one UPDATE per set of changed columns (executemany each)."""
+    new: list[dict[str, Any]] = []
+    updates: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for tracked in decided:
+        if tracked.id is None:  # every key present: one executemany needs the same columns in every row
+            new.append(
+                {
+                    **_NEW_TRACKED,
+                    "crm_object": tracked.crm_object,
+                    "crm_id": tracked.crm_id,
+                    **tracked.changed,
+                }
+            )
+        elif tracked.changed:
+            row = {f"new_{name}": value for name, value in tracked.changed.items()}
+            updates.setdefault(frozenset(tracked.changed), []).append({"row_id": tracked.id, **row})
+        tracked.changed = {}
+    for chunk in chunked(new, ROWS_PER_COMMIT):
+        session.execute(insert(TRACKED), chunk)
+    for names, rows in updates.items():
+        statement = (
+            update(TRACKED)
+            .where(TRACKED.c.id == bindparam("row_id"))
+            .values({name: bindparam(f"new_{name}") for name in names})
+        )
+        for chunk in chunked(rows, ROWS_PER_COMMIT):
+            session.execute(statement, chunk)
 
 
 def _is_flagged(spec: ObjectSpec, row: Mapping[str, Any]) -> bool:
@@ -303,18 +370,16 @@ def _flagged_now(spec: ObjectSpec, row: Mapping[str, Any]) -> bool:
 
 
 def _decide(
-    ctx: SyncContext,
-    session: Session,
+    unit: _Unit,
     name: str,
     spec: ObjectSpec,
     row: Mapping[str, Any],
-    tracked: TrackedRecord | None,
-    jobs: Mapping[str, EntityStateRow | None],
-    report: PublishReport,
+    tracked: _Tracked | None,
+    jobs: Mapping[str, str | None],
     digest: str | None = None,
 ) -> _Change | None:
     """The heart of change detection: returns the change to publish, or None."""
-    crm_id = str(row["Id"])
+    session, crm_id = unit.session, str(row["Id"])
     if spec.pending:
         enqueue_update(
             session, name, crm_id, {spec.pending.field: spec.pending.clear_value}, source="pending"
@@ -326,76 +391,57 @@ def _decide(
         _log_deletion(session, name, crm_id, tracked, policy)
     if not flagged and not (tracked and tracked.flagged and policy == "cancel"):
         if tracked and tracked.flagged:
-            tracked.flagged = False
-            session.add(tracked)
+            tracked.set(flagged=False)
+            unit.tracked[(name, crm_id)] = tracked
         return None
     digest = digest or relevant_hash(spec, row)
     if tracked and tracked.flagged == flagged and tracked.fields_hash == digest:
         return None  # nothing relevant changed (this is where write-back echoes stop)
     if tracked is None:
-        tracked = TrackedRecord(crm_object=name, crm_id=crm_id)
-        session.add(tracked)
+        tracked = _Tracked(crm_object=name, crm_id=crm_id)
+    unit.tracked[(name, crm_id)] = tracked
     try:
         records = build_records(spec, row)
     except RecordBuildError as exc:
-        _refuse(ctx, session, tracked, digest, flagged, f"cannot map {name} {crm_id}: {exc}", report)
+        _refuse(unit, tracked, digest, flagged, f"cannot map {name} {crm_id}: {exc}")
         return None
     primary_type = spec.primary_record().type
     primary = next((r for r in records if r["record_type"] == primary_type), None)
     if primary is None:
-        _refuse(
-            ctx,
-            session,
-            tracked,
-            digest,
-            flagged,
-            f"{name} {crm_id} yields no {primary_type} record (its external id is empty)",
-            report,
-        )
+        message = f"{name} {crm_id} yields no {primary_type} record (its external id is empty)"
+        _refuse(unit, tracked, digest, flagged, message)
         return None
     if not flagged:
         primary["record"]["status"] = "canceled"
     refusal = _validate_request(session, tracked, primary, jobs)
     if refusal:
-        _refuse(
-            ctx,
-            session,
-            tracked,
-            digest,
-            flagged,
-            f"{name} {crm_id}: {refusal}; not sent to Dispatch",
-            report,
-        )
+        _refuse(unit, tracked, digest, flagged, f"{name} {crm_id}: {refusal}; not sent to Dispatch")
         return None
     snapshot = relevant_snapshot(spec, row)
     snapshot[STATUS_KEY] = primary["record"].get("status")
     snapshot[ORG_KEY] = primary["record"].get("external_organization_id")
     if tracked.snapshot and tracked.snapshot.get(STATUS_KEY) == snapshot[STATUS_KEY]:
-        primary["record"].pop(
-            "status", None
-        )  # unchanged status: no request, no regression of Dispatch's state
-    tracked.external_id = primary["record"]["external_id"]
-    tracked.fields_hash, tracked.snapshot, tracked.flagged = digest, snapshot, flagged
-    tracked.published_at = utcnow()
-    session.add(tracked)
-    return _Change(name, crm_id, (primary_type, tracked.external_id), records, tracked)
+        # unchanged status: no request, no regression of Dispatch's state
+        primary["record"].pop("status", None)
+    external_id = primary["record"]["external_id"]
+    tracked.set(
+        external_id=external_id, fields_hash=digest, snapshot=snapshot, flagged=flagged, published_at=utcnow()
+    )
+    return _Change(name, crm_id, (primary_type, external_id), records, tracked)
 
 
 def _validate_request(
-    session: Session,
-    tracked: TrackedRecord,
-    primary: Mapping[str, Any],
-    jobs: Mapping[str, EntityStateRow | None],
+    session: Session, tracked: _Tracked, primary: Mapping[str, Any], jobs: Mapping[str, str | None]
 ) -> str | None:
     """Strict policy: a status or provider change the CRM asks for must be possible from the job's state."""
     if primary["record_type"] != "job" or not tracked.snapshot:
         return None
     record = primary["record"]
     if record["external_id"] in jobs:
-        entity = jobs[record["external_id"]]
+        state = jobs[record["external_id"]]
     else:  # the mapping now derives another external id than the one tracked: look it up
-        entity = _load_job_states(session, [record["external_id"]])[record["external_id"]]
-    current = entity.state if entity and entity.state else tracked.snapshot.get(STATUS_KEY)
+        state = _load_job_states(session, [record["external_id"]])[record["external_id"]]
+    current = state or tracked.snapshot.get(STATUS_KEY)
     requested = record.get("status")
     if requested and requested != tracked.snapshot.get(STATUS_KEY) and requested != current:
         try:
@@ -411,7 +457,7 @@ def _validate_request(
     return None
 
 
-def _log_deletion(session: Session, name: str, crm_id: str, tracked: TrackedRecord, policy: str) -> None:
+def _log_deletion(session: Session, name: str, crm_id: str, tracked: _Tracked, policy: str) -> None:
     effect = "its job is sent canceled" if policy == "cancel" else "nothing is sent (on_delete: ignore)"
     write_log(
         session,
@@ -423,22 +469,20 @@ def _log_deletion(session: Session, name: str, crm_id: str, tracked: TrackedReco
     )
 
 
-def _refuse(
-    ctx: SyncContext,
-    session: Session,
-    tracked: TrackedRecord,
-    digest: str,
-    flagged: bool,
-    message: str,
-    report: PublishReport,
-) -> None:
+def _refuse(unit: _Unit, tracked: _Tracked, digest: str, flagged: bool, message: str) -> None:
     """Keep the hash so the same refused change is not retried every cycle; the next real edit is."""
-    report.refused += 1
-    tracked.fields_hash, tracked.flagged = digest, flagged
-    session.add(tracked)
-    session.flush()
-    record_error(
-        session, ctx.mapping, tracked, message, source="publisher", msg_id=None, entity=tracked.crm_object
+    unit.report.refused += 1
+    tracked.set(fields_hash=digest, flagged=flagged, last_error=message)
+    report_error(
+        unit.session,
+        unit.ctx.mapping,
+        tracked.crm_object,
+        tracked.crm_id,
+        tracked.external_id,
+        message,
+        source="publisher",
+        msg_id=None,
+        entity=tracked.crm_object,
     )
 
 
@@ -484,14 +528,13 @@ def _write_outbox(session: Session, changes: list[_Change], size: int, report: P
                     }
                 )
                 if change.primary == key:
-                    change.tracked.last_message_id = message_id
-                    session.add(change.tracked)
+                    change.tracked.set(last_message_id=message_id)
         report.batches_created.append(message_id)
         report.canonical_records += len(records)
     session.flush()
     for chunk in chunked(items, ROWS_PER_COMMIT):
         # the Core table, not the ORM entity: a plain executemany, without the ORM's per-row bookkeeping
-        session.execute(insert(OutboxItem.__table__), chunk)
+        session.execute(insert(OUTBOX_ITEMS), chunk)
 
 
 def _send_pending(ctx: SyncContext, report: PublishReport) -> None:

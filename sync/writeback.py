@@ -15,15 +15,17 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, insert, or_, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from connector.errors import ConnectorError
 from sync.db import IN_CLAUSE_CHUNK, chunked, session_scope
 from sync.dbtypes import utcnow
-from sync.models import TrackedRecord, WriteBack
+from sync.models import TrackedRecord, WriteBack, table_of
 from sync.synclog import write_log
 
 MAX_COLLECTION = 200
+WRITE_BACKS = table_of(WriteBack)
 GONE = "ENTITY_IS_DELETED"  # the record was deleted in the CRM: its writes are skipped, not retried
 
 
@@ -74,7 +76,7 @@ def enqueue_updates(
     rows = [_update_row(crm_object, crm_id, fields, source, now) for crm_id, fields in updates if fields]
     if rows:
         session.flush()
-        session.execute(insert(WriteBack.__table__), rows)  # Core executemany: no ORM per-row bookkeeping
+        session.execute(insert(WRITE_BACKS), rows)  # Core executemany: no ORM per-row bookkeeping
 
 
 def enqueue_create(
@@ -109,32 +111,55 @@ def backoff(attempts: int, base_s: float = 2.0, cap_s: float = 600.0) -> timedel
     return timedelta(seconds=min(cap_s, base_s * 2 ** max(0, attempts - 1)))
 
 
-def _due(session: Session, limit: int) -> list[WriteBack]:
+class _Queued(Protocol):
+    """The columns of a queued write-back row that a flush reads."""
+
+    id: int
+    operation: str
+    crm_object: str
+    crm_id: str | None
+    external_id: str | None
+    fields: dict[str, Any] | None
+
+
+_QUEUED = (
+    WRITE_BACKS.c.id,
+    WRITE_BACKS.c.operation,
+    WRITE_BACKS.c.crm_object,
+    WRITE_BACKS.c.crm_id,
+    WRITE_BACKS.c.external_id,
+    WRITE_BACKS.c.fields,
+)
+
+
+def _due(session: Session, limit: int) -> list[_Queued]:
     """Due rows, plus every other pending row of the same records (even one in backoff): a record is always
     written with all its pending values merged in order, so an older failed row can never land after, and
-    overwrite, a newer value."""
+    overwrite, a newer value. Plain rows of the columns a flush needs, not ORM objects: a flush reads
+    thousands of them and changes them only through set-based UPDATEs."""
     now = utcnow()
+    pending = WRITE_BACKS.c.status == "pending"
     query = (
-        select(WriteBack)
-        .where(col(WriteBack.status) == "pending")
-        .where(or_(col(WriteBack.next_attempt_at).is_(None), col(WriteBack.next_attempt_at) <= now))
-        .order_by(col(WriteBack.id))
+        core_select(*_QUEUED)
+        .where(pending)
+        .where(or_(WRITE_BACKS.c.next_attempt_at.is_(None), WRITE_BACKS.c.next_attempt_at <= now))
+        .order_by(WRITE_BACKS.c.id)
         .limit(limit)
     )
-    due = list(session.exec(query).all())
+    due: list[_Queued] = list(session.execute(query).all())
     if len(due) < limit and not _any_in_backoff(session, now):
         return due  # every pending row is in `due` already: no sibling can be missing
     keys = {_key(row) for row in due}
     crm_ids = {row.crm_id for row in due if row.crm_id}
     external_ids = {row.external_id for row in due if row.external_id}
-    siblings = session.exec(
-        select(WriteBack)
-        .where(col(WriteBack.status) == "pending")
-        .where(or_(col(WriteBack.crm_id).in_(crm_ids), col(WriteBack.external_id).in_(external_ids)))
+    siblings = session.execute(
+        core_select(*_QUEUED)
+        .where(pending)
+        .where(or_(WRITE_BACKS.c.crm_id.in_(crm_ids), WRITE_BACKS.c.external_id.in_(external_ids)))
     ).all()
-    rows = {row.id: row for row in due}
+    rows: dict[int, _Queued] = {row.id: row for row in due}
     rows.update({row.id: row for row in siblings if _key(row) in keys})
-    return [rows[i] for i in sorted(rows, key=lambda i: i or 0)]
+    return [rows[i] for i in sorted(rows)]
 
 
 def _any_in_backoff(session: Session, now: datetime) -> bool:
@@ -144,7 +169,7 @@ def _any_in_backoff(session: Session, now: datetime) -> bool:
     return session.exec(waiting.limit(1)).first() is not None
 
 
-def _key(row: WriteBack) -> tuple[str, str, str]:
+def _key(row: _Queued) -> tuple[str, str, str]:
     return (
         row.operation,
         row.crm_object,
@@ -152,13 +177,13 @@ def _key(row: WriteBack) -> tuple[str, str, str]:
     )
 
 
-def _coalesce(rows: Sequence[WriteBack]) -> dict[tuple[str, str, str], tuple[dict[str, Any], list[int]]]:
+def _coalesce(rows: Sequence[_Queued]) -> dict[tuple[str, str, str], tuple[dict[str, Any], list[int]]]:
     """(operation, object, id or external id) -> merged fields and the row ids they came from."""
     merged: dict[tuple[str, str, str], tuple[dict[str, Any], list[int]]] = {}
     for row in rows:
         fields, ids = merged.setdefault(_key(row), ({}, []))
         fields.update(row.fields or {})
-        ids.append(int(row.id or 0))
+        ids.append(row.id)
     return merged
 
 
