@@ -215,9 +215,10 @@ def _decide_rows(unit: _Unit, name: str, spec: ObjectSpec, rows: list[Mapping[st
     for row in rows:
         newest = _later(newest, row.get("SystemModstamp"))
     unit.report.read += len(rows)
-    known = _load_hashes(unit.session, name, [str(row["Id"]) for row in rows])
-    for (crm_object, crm_id), decided in unit.tracked.items():  # a row read twice in one unit
-        if crm_object == name and crm_id in known:
+    ids = [str(row["Id"]) for row in rows]
+    known = _load_hashes(unit.session, name, ids)
+    for crm_id in ids:  # a record read twice in one unit: its first decision is not in the store yet
+        if decided := unit.tracked.get((name, crm_id)):
             known[crm_id] = (decided.fields_hash, decided.flagged)
     digests: dict[str, str] = {}
     todo = [row for row in rows if not _unchanged(spec, row, known.get(str(row["Id"])), digests)]
@@ -300,15 +301,7 @@ def _load_hashes(session: Session, name: str, ids: list[str]) -> dict[str, tuple
 
 def _load_tracked(unit: _Unit, name: str, ids: list[str]) -> dict[str, _Tracked]:
     """The chunk's tracked rows; one this unit already decided is taken from the unit, not the store."""
-    found = (
-        {
-            crm_id: decided
-            for (crm_object, crm_id), decided in unit.tracked.items()
-            if crm_object == name and crm_id in ids
-        }
-        if unit.tracked
-        else {}
-    )
+    found = {crm_id: unit.tracked[(name, crm_id)] for crm_id in ids if (name, crm_id) in unit.tracked}
     columns = (TRACKED.c.id, TRACKED.c.crm_id, TRACKED.c.external_id, TRACKED.c.fields_hash)
     query = core_select(*columns, TRACKED.c.snapshot, TRACKED.c.flagged).where(
         TRACKED.c.crm_object == name, TRACKED.c.crm_id.in_([i for i in ids if i not in found])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
-from sync.models import OutboxBatch, SyncLog, WriteBack
+from sync.models import OutboxBatch, SyncLog, TrackedRecord, WriteBack
 from tests.e2e.conftest import Harness
 
 
@@ -240,3 +240,48 @@ def test_deleted_work_order_with_on_delete_ignore_sends_nothing(harness: Harness
     harness.sf.store.delete("WorkOrder", wo)
     assert harness.publish().requests_sent == 0
     assert _job_status(harness, wo) == "offered"
+
+
+def _tracked(harness: Harness, crm_id: str) -> TrackedRecord:
+    with Session(harness.ctx.engine) as session:
+        return session.exec(select(TrackedRecord).where(TrackedRecord.crm_id == crm_id)).one()
+
+
+def test_republish_writes_only_the_columns_it_decided(harness: Harness) -> None:
+    """Tracked rows are written column by column: the confirmation of the earlier send is kept."""
+    wo = harness.work_order()
+    harness.publish()
+    harness.round_trip()
+    before = _tracked(harness, wo)
+    assert before.confirmed_at is not None
+    harness.sf.update("WorkOrder", wo, {"Subject": "Replace breaker panel"})
+    report = harness.publish()
+    after = _tracked(harness, wo)
+    assert after.confirmed_at == before.confirmed_at and after.last_error is None
+    assert after.fields_hash != before.fields_hash and after.snapshot["Subject"] == "Replace breaker panel"
+    assert after.last_message_id == report.batches_created[0] != before.last_message_id
+
+
+def test_record_read_twice_in_one_unit_is_tracked_once_with_its_newest_values(harness: Harness) -> None:
+    """A query can return a record twice (it changed while its cursor was open): one tracked row, newest
+    values."""
+    from connector.mapping import soql_select
+    from sync.publisher import PublishReport, _decide_rows, _Unit
+
+    wo = harness.work_order()
+    harness.publish()
+    spec = harness.ctx.mapping.objects["WorkOrder"]
+    row = harness.ctx.crm.query_all(f"{soql_select(spec, 'WorkOrder')} WHERE Id = '{wo}'")[0]
+    unit = _Unit(harness.ctx, PublishReport(), dry_run=False)
+    _decide_rows(unit, "WorkOrder", spec, [{**row, "Subject": "First read"}])
+    _decide_rows(unit, "WorkOrder", spec, [{**row, "Subject": "First read"}])  # decided already
+    _decide_rows(unit, "WorkOrder", spec, [{**row, "Subject": "Second read"}])
+    unit.commit()
+    assert unit.report.changed == 2
+    with Session(harness.ctx.engine) as session:
+        rows = session.exec(select(TrackedRecord).where(TrackedRecord.crm_id == wo)).all()
+        batch = session.exec(select(OutboxBatch).where(OutboxBatch.status == "pending")).one()
+    assert len(rows) == 1 and rows[0].snapshot["Subject"] == "Second read"
+    jobs = [r["record"] for r in batch.payload if r["record_type"] == "job"]
+    assert [job["title"] for job in jobs] == ["Second read"]
+    assert rows[0].last_message_id == batch.message_id
