@@ -429,7 +429,9 @@ def connect_salesforce(
     OAuth2 password grant; client_id + client_secret alone -> OAuth2 client_credentials (My Domain only).
     """
     domain = login_domain(instance_url)
-    kwargs: dict[str, Any] = {"domain": domain, "version": api_version, "object_pairs_hook": dict}
+    # object_pairs_hook None: plain dicts straight from the C decoder (the default OrderedDict hook, or even
+    # `dict`, is a call per JSON object: measurable on a 2,000-row query page)
+    kwargs: dict[str, Any] = {"domain": domain, "version": api_version, "object_pairs_hook": None}
     if client_id and client_secret:
         kwargs.update(consumer_key=client_id, consumer_secret=client_secret)
         if username and password:
