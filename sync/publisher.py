@@ -128,8 +128,10 @@ def publish_changes(
 class _Unit:
     """One transaction's worth of decided rows and their changes."""
 
-    def __init__(self, ctx: SyncContext, report: PublishReport, dry_run: bool) -> None:
-        self.ctx, self.report, self.dry_run = ctx, report, dry_run
+    def __init__(
+        self, ctx: SyncContext, report: PublishReport, dry_run: bool, built: dict[str, list[Any]]
+    ) -> None:
+        self.ctx, self.report, self.dry_run, self.built = ctx, report, dry_run, built
         self.session = Session(ctx.engine, expire_on_commit=False)
         self.changes: list[_Change] = []
         self.tracked: dict[tuple[str, str], _Tracked] = {}  # decided in this unit, written at commit
@@ -141,7 +143,7 @@ class _Unit:
             self.report.payloads.extend(batch for batch, _ in _batches(self.changes, batch_size))
             self.session.rollback()
         else:
-            _write_outbox(self.session, self.changes, batch_size, self.report)
+            _write_outbox(self.session, self.changes, batch_size, self.report, self.built)
             _write_tracked(self.session, self.tracked.values())
             self.session.commit()
         self.session.close()
@@ -156,7 +158,8 @@ def _run_cycle(
     *,
     dry_run: bool,
 ) -> None:
-    unit = _Unit(ctx, report, dry_run)
+    built: dict[str, list[Any]] = {}  # payloads committed this cycle, by MessageId: sent without a re-read
+    unit = _Unit(ctx, report, dry_run, built)
     try:
         for name, spec in ctx.mapping.objects.items():
             newest: datetime | None = None
@@ -170,8 +173,8 @@ def _run_cycle(
                 if unit.rows >= rows_per_commit:
                     unit.commit()
                     if not dry_run:
-                        _send_pending(ctx, report)
-                    unit = _Unit(ctx, report, dry_run)
+                        _send_pending(ctx, report, built)
+                    unit = _Unit(ctx, report, dry_run, built)
             _advance_watermark(unit.session, name, spec, newest, getattr(ctx.crm, "server_time", None))
         unit.commit()
     except BaseException:
@@ -179,7 +182,7 @@ def _run_cycle(
         unit.session.close()
         raise
     if not dry_run:
-        _send_pending(ctx, report)
+        _send_pending(ctx, report, built)
 
 
 def _query_for(
@@ -497,7 +500,9 @@ def _batches(changes: list[_Change], size: int) -> Iterator[tuple[list[dict[str,
         yield [record for record, _ in chunk], [sources for _, sources in chunk]
 
 
-def _write_outbox(session: Session, changes: list[_Change], size: int, report: PublishReport) -> None:
+def _write_outbox(
+    session: Session, changes: list[_Change], size: int, report: PublishReport, built: dict[str, list[Any]]
+) -> None:
     """Batches and their items in a few INSERTs (a change set of 1,000 records has over 1,000 items)."""
     now = utcnow()
     items: list[dict[str, Any]] = []
@@ -523,6 +528,7 @@ def _write_outbox(session: Session, changes: list[_Change], size: int, report: P
                 if change.primary == key:
                     change.tracked.set(last_message_id=message_id)
         report.batches_created.append(message_id)
+        built[message_id] = records
         report.canonical_records += len(records)
     session.flush()
     for chunk in chunked(items, ROWS_PER_COMMIT):
@@ -530,8 +536,11 @@ def _write_outbox(session: Session, changes: list[_Change], size: int, report: P
         session.execute(insert(OUTBOX_ITEMS), chunk)
 
 
-def _send_pending(ctx: SyncContext, report: PublishReport) -> None:
-    """Send pending batches oldest first; stop at the first failure so batches stay in order."""
+def _send_pending(ctx: SyncContext, report: PublishReport, built: dict[str, list[Any]] | None = None) -> None:
+    """Send pending batches oldest first; stop at the first failure so batches stay in order.
+
+    `built` holds the payloads this cycle committed: those are sent as built, not decoded back from the
+    store (a batch left by a crash or a failed send is read back)."""
     with session_scope(ctx.engine) as session:
         pending = session.exec(
             select(OutboxBatch.message_id)
@@ -539,14 +548,16 @@ def _send_pending(ctx: SyncContext, report: PublishReport) -> None:
             .order_by(col(OutboxBatch.created_at), col(OutboxBatch.message_id))
         ).all()
     for message_id in pending:
-        if not _send_one(ctx, message_id, report):
+        payload = built.pop(message_id, None) if built is not None else None
+        if not _send_one(ctx, message_id, report, payload):
             return
 
 
-def _send_one(ctx: SyncContext, message_id: str, report: PublishReport) -> bool:
+def _send_one(ctx: SyncContext, message_id: str, report: PublishReport, payload: list[Any] | None) -> bool:
     this_batch = col(OutboxBatch.message_id) == message_id
-    with session_scope(ctx.engine) as session:
-        payload = list(session.exec(select(OutboxBatch.payload).where(this_batch)).first() or [])
+    if payload is None:
+        with session_scope(ctx.engine) as session:
+            payload = list(session.exec(select(OutboxBatch.payload).where(this_batch)).first() or [])
     try:
         ctx.dispatch.send_records(payload, message_id=message_id)
     except ConnectorError as exc:

@@ -272,7 +272,7 @@ def test_record_read_twice_in_one_unit_is_tracked_once_with_its_newest_values(ha
     harness.publish()
     spec = harness.ctx.mapping.objects["WorkOrder"]
     row = harness.ctx.crm.query_all(f"{soql_select(spec, 'WorkOrder')} WHERE Id = '{wo}'")[0]
-    unit = _Unit(harness.ctx, PublishReport(), dry_run=False)
+    unit = _Unit(harness.ctx, PublishReport(), dry_run=False, built={})
     _decide_rows(unit, "WorkOrder", spec, [{**row, "Subject": "First read"}])
     _decide_rows(unit, "WorkOrder", spec, [{**row, "Subject": "First read"}])  # decided already
     _decide_rows(unit, "WorkOrder", spec, [{**row, "Subject": "Second read"}])
