@@ -9,6 +9,7 @@ whether a retry can help; messages never carry the password, security token, cli
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -152,14 +153,16 @@ class _GatewaySession(requests.Session):
         self.api_calls = 0
         self.login_calls = 0
         self.server_time: datetime | None = None
+        self._counting = threading.Lock()  # the write-back flush calls from several threads
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", self.timeout_s)
         path = urlparse(str(url)).path
-        if "/services/data/" in path:
-            self.api_calls += 1
-        else:
-            self.login_calls += 1
+        with self._counting:
+            if "/services/data/" in path:
+                self.api_calls += 1
+            else:
+                self.login_calls += 1
         response = self.inner.request(method, url, *args, **kwargs)
         self.server_time = _server_time(response) or self.server_time
         return response
@@ -322,7 +325,8 @@ class SalesforceGateway:
         return retrying(attempt)
 
     def _note_retry(self, state: RetryCallState) -> None:
-        self.retries += 1
+        with self._http._counting:
+            self.retries += 1
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:

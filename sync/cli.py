@@ -341,7 +341,10 @@ def process(ctx: _Ctx) -> None:
     sync_ctx = _context(ctx)
     report = process_inbox(sync_ctx)
     flushed = flush_writebacks(
-        sync_ctx.engine, sync_ctx.crm, batch_size=sync_ctx.settings.writeback_batch_size
+        sync_ctx.engine,
+        sync_ctx.crm,
+        batch_size=sync_ctx.settings.writeback_batch_size,
+        concurrency=sync_ctx.settings.writeback_concurrency,
     )
     click.echo(
         f"processed {report.processed}, failed {report.failed}, dead {report.dead}; "

@@ -62,7 +62,12 @@ def _process(ctx: SyncContext) -> str:
 
 def _writeback(ctx: SyncContext) -> str:
     mirrored = mirror_log(ctx)
-    r = flush_writebacks(ctx.engine, ctx.crm, batch_size=ctx.settings.writeback_batch_size)
+    r = flush_writebacks(
+        ctx.engine,
+        ctx.crm,
+        batch_size=ctx.settings.writeback_batch_size,
+        concurrency=ctx.settings.writeback_concurrency,
+    )
     return (
         f"records {r.records_written} in {r.calls} call(s), failures {len(r.failures)}, log rows {mirrored}"
     )

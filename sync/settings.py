@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     lookback_s: float = Field(300.0, ge=0, description="SystemModstamp overlap re-read each cycle")
     batch_size: int = Field(200, ge=1, le=5000, description="canonical records per agent/in request")
     writeback_batch_size: int = Field(200, ge=1, le=200, description="records per sObject Collections call")
+    writeback_concurrency: int = Field(
+        3, ge=1, le=10, description="sObject Collections calls in flight at once when flushing write-backs"
+    )
     max_attempts: int = Field(5, ge=1, description="inbox attempts before a message goes dead")
     log_retention_days: int = Field(30, ge=1, description="sync-log rows older than this are purged")
     log_json: bool = Field(False, description="structured JSON log lines")

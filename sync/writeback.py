@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from sync.models import TrackedRecord, WriteBack, table_of
 from sync.synclog import write_log
 
 MAX_COLLECTION = 200
+FLUSH_CONCURRENCY = 3  # Collections calls in flight at once (settings: writeback_concurrency)
 WRITE_BACKS = table_of(WriteBack)
 GONE = "ENTITY_IS_DELETED"  # the record was deleted in the CRM: its writes are skipped, not retried
 
@@ -194,16 +196,45 @@ def flush_writebacks(
     max_attempts: int = 8,
     limit: int = 5000,
     batch_size: int = MAX_COLLECTION,
+    concurrency: int = FLUSH_CONCURRENCY,
 ) -> FlushReport:
-    report = FlushReport()
+    """Write the due rows, up to `concurrency` Collections calls at a time.
+
+    Each record is in exactly one call (its rows are merged first), and each call settles its own rows in
+    its own transaction, so calls are independent: running a few at once overlaps their round trips.
+    Salesforce serves concurrent API requests; rows it reports locked (UNABLE_TO_LOCK_ROW, e.g. children of
+    one parent written at once) are retried by the gateway and then by this queue's backoff."""
     with session_scope(engine) as session:
         merged = _coalesce(_due(session, limit))
     groups: dict[tuple[str, str], list[tuple[str, dict[str, Any], list[int]]]] = defaultdict(list)
     for (operation, crm_object, key), (fields, ids) in merged.items():
         groups[(operation, crm_object)].append((key, fields, ids))
-    for (operation, crm_object), items in groups.items():
-        for chunk in chunked(items, batch_size):
-            _flush_chunk(engine, crm, operation, crm_object, chunk, report, max_attempts)
+    calls = [
+        (operation, crm_object, chunk)
+        for (operation, crm_object), items in groups.items()
+        for chunk in chunked(items, batch_size)
+    ]
+
+    def flush(call: tuple[str, str, list[tuple[str, dict[str, Any], list[int]]]]) -> FlushReport:
+        part = FlushReport()
+        _flush_chunk(engine, crm, *call, part, max_attempts)
+        return part
+
+    if concurrency > 1 and len(calls) > 1:
+        with ThreadPoolExecutor(min(concurrency, len(calls)), thread_name_prefix="writeback") as pool:
+            parts = list(pool.map(flush, calls))
+    else:
+        parts = [flush(call) for call in calls]
+    return _merged(parts)
+
+
+def _merged(parts: Iterable[FlushReport]) -> FlushReport:
+    report = FlushReport()
+    for part in parts:
+        report.records_written += part.records_written
+        report.rows_done += part.rows_done
+        report.calls += part.calls
+        report.failures.extend(part.failures)
     return report
 
 

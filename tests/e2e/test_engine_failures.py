@@ -185,3 +185,29 @@ def test_a_killed_holders_lease_is_taken_over_at_once(harness: Harness) -> None:
         harness.ctx.engine, "poller", timedelta(minutes=5), holder=f"{host}:{dead.stdout.strip()}:x"
     )
     assert drain_outbound_queue(harness.ctx).polls == 1  # the dead process's lease does not block
+
+
+def test_concurrent_flush_writes_every_record_once_and_keeps_failures(harness: Harness) -> None:
+    """Three Collections calls in flight: every record written in exactly one call; a locked record's rows
+    stay pending with their error while the other calls settle theirs."""
+    orders = [harness.work_order(Subject=f"Job {n}") for n in range(450)]
+    harness.sf.lock_records([orders[7]], times=10)
+    with Session(harness.ctx.engine) as session:
+        for n, wo in enumerate(orders):
+            enqueue_update(session, "WorkOrder", wo, {"Dispatch_Status_Reason__c": f"reason {n}"})
+        session.commit()
+    harness.sf.reset_counts()
+    report = flush_writebacks(harness.ctx.engine, harness.ctx.crm, batch_size=200, concurrency=3)
+    assert report.calls == 3 and harness.sf.counts.get("collections", 0) >= 3
+    assert report.records_written == 449 and report.rows_done == 449
+    assert len(report.failures) == 1 and orders[7] in report.failures[0]
+    assert [harness.wo(wo)["Dispatch_Status_Reason__c"] for wo in orders[:3]] == [
+        "reason 0",
+        "reason 1",
+        "reason 2",
+    ]
+    assert harness.wo(orders[-1])["Dispatch_Status_Reason__c"] == "reason 449"
+    with Session(harness.ctx.engine) as session:
+        rows = session.exec(select(WriteBack)).all()
+    assert {r.crm_id for r in rows if r.status == "pending"} == {orders[7]}
+    assert sum(r.status == "done" for r in rows) == 449
