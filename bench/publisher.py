@@ -18,10 +18,11 @@ both emulators:
            DISPATCH_ACKS=false (confirmation on HTTP 200, as the naive path does), each on another set of
            `changed` work orders, timed from publish to the end of the confirmation flush: `wall_s` is their
            median (`wall_s_runs` lists them all), because one sub-second cycle on a shared 2-core machine
-           varies by +-25% from run to run. The naive path over the first cycle's changed records runs in as many slices, one after each
-           of these cycles, so that both see the same phases of machine load: per record one SOQL query by
-           Id, one signed agent/in POST with its canonical records, one sObject update of
-           Dispatch_Last_Synced__c, with the same clients and the same latency; `naive_wall_s` is the sum.
+           varies by +-25% from run to run. The naive path over the first cycle's changed records runs in
+           as many slices, one after each of these cycles, so that both see the same phases of machine
+           load: per record one SOQL query by Id, one signed agent/in POST with its canonical records, one
+           sObject update of Dispatch_Last_Synced__c, with the same clients and the same latency;
+           `naive_wall_s` is the sum.
 
 peak_rss_mb_10k / peak_rss_mb_100k: peak RSS of a child process that runs only the engine's full
 first-load publish cycle over 10,000 / 100,000 flagged records (1,000 / 10,000 with --quick, same key

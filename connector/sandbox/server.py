@@ -7,12 +7,13 @@ daemon thread lets tests start an emulator in-process on port 0 and talk to it o
 from __future__ import annotations
 
 import contextlib
+import io
 import random
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +91,38 @@ def apply_faults(faults: Faults, endpoint: str, environ: dict[str, Any]) -> int 
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """Keeps the emulators from printing one line per request."""
+    """Keeps the emulators from printing one line per request, and keeps connections alive.
+
+    Werkzeug's development server closes the connection after every response, and then drains the socket
+    for 10 ms (which, on a kept-alive connection, would swallow the client's next request). Salesforce and
+    Dispatch keep connections alive, and a client that paid a new TCP/TLS connection per call would be
+    measured slower than it is. So: a response with a Content-Length does not send `Connection: close`;
+    `_DropSafeApp` reads the request body to its end before answering; `_KeepAliveBody` hides the socket
+    from Werkzeug's drain once the response is written; Nagle is off, so a small response is not held back
+    for a delayed ACK."""
+
+    disable_nagle_algorithm = True
+
+    def make_environ(self) -> dict[str, Any]:
+        environ = super().make_environ()
+        environ[HANDLER_KEY] = self
+        self.keep_alive = True  # until the app fails: Werkzeug's error page is followed by its socket drain
+        return environ
+
+    def send_header(self, keyword: str, value: str) -> None:
+        lowered = keyword.lower()
+        if lowered == "content-length":
+            self._sized = True
+        elif lowered == "connection" and value.lower() == "close" and self._keep_open():
+            return  # a sized response ends where its Content-Length says: the connection stays open
+        super().send_header(keyword, value)
+
+    def end_headers(self) -> None:
+        self._sized = False
+        super().end_headers()
+
+    def _keep_open(self) -> bool:
+        return getattr(self, "_sized", False) and getattr(self, "keep_alive", False)
 
     def log(self, type: str, message: str, *args: Any) -> None:
         if type == "error":
@@ -113,11 +145,51 @@ class _DropSafeApp:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        length = _content_length(environ)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)  # read to its end: the next request starts right after it
+        handler = environ.get(HANDLER_KEY)
         try:
-            return self.app(environ, start_response)
+            result = self.app(environ, start_response)
         except DroppedConnection:
             environ["werkzeug.socket"].close()
             return []
+        except Exception:
+            if handler is not None:
+                handler.keep_alive = False
+            raise
+        return _KeepAliveBody(result, handler) if handler is not None else result
+
+
+HANDLER_KEY = "sandbox.handler"
+
+
+def _content_length(environ: dict[str, Any]) -> int:
+    if environ.get("wsgi.input_terminated"):  # chunked: Werkzeug's stream ends at the last chunk
+        return -1
+    try:
+        return max(0, int(environ.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0
+
+
+class _KeepAliveBody:
+    """The response body; once it is written, Werkzeug's socket drain reads an empty stream instead of the
+    client's next request, and the real stream is back before the next request is read."""
+
+    def __init__(self, result: Iterable[bytes], handler: Any) -> None:
+        self.result, self.handler = result, handler
+        self.rfile = handler.rfile
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.result
+        self.handler.rfile = io.BytesIO()
+
+    def close(self) -> None:
+        self.handler.rfile = self.rfile
+        close = getattr(self.result, "close", None)
+        if close is not None:
+            close()
 
 
 class EmulatorServer:
