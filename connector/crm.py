@@ -198,6 +198,7 @@ class SalesforceGateway:
         self.retry = retry or RetryPolicy()
         self._secrets = tuple(s for s in secrets if s)
         self.retries = 0
+        self._retry_lock = threading.Lock()
         self.sf: Salesforce = self._call("login", lambda: build(self._http))
 
     @property
@@ -325,7 +326,7 @@ class SalesforceGateway:
         return retrying(attempt)
 
     def _note_retry(self, state: RetryCallState) -> None:
-        with self._http._counting:
+        with self._retry_lock:
             self.retries += 1
 
     def _redact(self, text: str) -> str:

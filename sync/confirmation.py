@@ -76,33 +76,6 @@ def _queue_confirmations(
         enqueue_updates(session, crm_object, rows, source=source)
 
 
-def record_error(
-    session: Session,
-    mapping: MappingConfig,
-    tracked: TrackedRecord,
-    message: str,
-    *,
-    source: str,
-    msg_id: str | None,
-    entity: str | None,
-    direction: str = "out",
-) -> None:
-    tracked.last_error = message
-    session.add(tracked)
-    report_error(
-        session,
-        mapping,
-        tracked.crm_object,
-        tracked.crm_id,
-        tracked.external_id,
-        message,
-        source=source,
-        msg_id=msg_id,
-        entity=entity,
-        direction=direction,
-    )
-
-
 def report_error(
     session: Session,
     mapping: MappingConfig,
@@ -215,7 +188,19 @@ def apply_err(session: Session, mapping: MappingConfig, err: Mapping[str, Any], 
         tracked = _tracked(session, item)
         if tracked is not None:
             text = f"Dispatch rejected {model} {external_id}: {message}"
-            record_error(session, mapping, tracked, text, source=source, msg_id=msg_id, entity=model)
+            tracked.last_error = text
+            session.add(tracked)
+            report_error(
+                session,
+                mapping,
+                tracked.crm_object,
+                tracked.crm_id,
+                tracked.external_id,
+                text,
+                source=source,
+                msg_id=msg_id,
+                entity=model,
+            )
         _close_batch_if_done(session, item.message_id)
     return True
 

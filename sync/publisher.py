@@ -76,19 +76,29 @@ class _Tracked:
     fields_hash: str | None = None
     snapshot: dict[str, Any] | None = None
     flagged: bool = True
-    changed: dict[str, Any] = field(default_factory=dict)
+    last_message_id: str | None = None
+    published_at: datetime | None = None
+    last_error: str | None = None
+    changed: set[str] = field(default_factory=set)
 
     def set(self, **values: Any) -> None:
         for name, value in values.items():
-            if name in _TRACKED_FIELDS:
-                setattr(self, name, value)
+            setattr(self, name, value)
         self.changed.update(values)
 
+    def columns(self, names: Iterable[str]) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in names}
 
-_TRACKED_FIELDS = frozenset(("external_id", "fields_hash", "snapshot", "flagged"))
-_NEW_TRACKED: dict[str, Any] = dict.fromkeys(
-    ("external_id", "fields_hash", "snapshot", "last_message_id", "published_at", "last_error")
-) | {"flagged": True}
+
+_WRITTEN = (
+    "external_id",
+    "fields_hash",
+    "snapshot",
+    "flagged",
+    "last_message_id",
+    "published_at",
+    "last_error",
+)
 
 
 @dataclass
@@ -134,7 +144,9 @@ class _Unit:
         self.ctx, self.report, self.dry_run, self.built = ctx, report, dry_run, built
         self.session = Session(ctx.engine, expire_on_commit=False)
         self.changes: list[_Change] = []
-        self.tracked: dict[tuple[str, str], _Tracked] = {}  # decided in this unit, written at commit
+        self.tracked: dict[
+            tuple[str, str], _Tracked
+        ] = {}  # loaded or created in this unit; written at commit
         self.rows = 0
 
     def commit(self) -> None:
@@ -303,15 +315,15 @@ def _load_hashes(session: Session, name: str, ids: list[str]) -> dict[str, tuple
 
 
 def _load_tracked(unit: _Unit, name: str, ids: list[str]) -> dict[str, _Tracked]:
-    """The chunk's tracked rows; one this unit already decided is taken from the unit, not the store."""
-    found = {crm_id: unit.tracked[(name, crm_id)] for crm_id in ids if (name, crm_id) in unit.tracked}
+    """The chunk's tracked rows; one this unit already holds (and may have decided on) is not re-read."""
+    missing = [crm_id for crm_id in ids if (name, crm_id) not in unit.tracked]
     columns = (TRACKED.c.id, TRACKED.c.crm_id, TRACKED.c.external_id, TRACKED.c.fields_hash)
     query = core_select(*columns, TRACKED.c.snapshot, TRACKED.c.flagged).where(
-        TRACKED.c.crm_object == name, TRACKED.c.crm_id.in_([i for i in ids if i not in found])
+        TRACKED.c.crm_object == name, TRACKED.c.crm_id.in_(missing)
     )
     for row_id, crm_id, external_id, digest, snapshot, flagged in unit.session.execute(query):
-        found[crm_id] = _Tracked(name, crm_id, row_id, external_id, digest, snapshot, flagged)
-    return found
+        unit.tracked[(name, crm_id)] = _Tracked(name, crm_id, row_id, external_id, digest, snapshot, flagged)
+    return {crm_id: unit.tracked[(name, crm_id)] for crm_id in ids if (name, crm_id) in unit.tracked}
 
 
 def _load_job_states(session: Session, external_ids: list[str]) -> dict[str, str | None]:
@@ -330,19 +342,14 @@ def _write_tracked(session: Session, decided: Iterable[_Tracked]) -> None:
     new: list[dict[str, Any]] = []
     updates: dict[frozenset[str], list[dict[str, Any]]] = {}
     for tracked in decided:
-        if tracked.id is None:  # every key present: one executemany needs the same columns in every row
+        if tracked.id is None:  # every column given: one executemany needs the same keys in every row
             new.append(
-                {
-                    **_NEW_TRACKED,
-                    "crm_object": tracked.crm_object,
-                    "crm_id": tracked.crm_id,
-                    **tracked.changed,
-                }
+                {"crm_object": tracked.crm_object, "crm_id": tracked.crm_id, **tracked.columns(_WRITTEN)}
             )
         elif tracked.changed:
-            row = {f"new_{name}": value for name, value in tracked.changed.items()}
+            row = {f"new_{name}": value for name, value in tracked.columns(tracked.changed).items()}
             updates.setdefault(frozenset(tracked.changed), []).append({"row_id": tracked.id, **row})
-        tracked.changed = {}
+        tracked.changed = set()
     for chunk in chunked(new, ROWS_PER_COMMIT):
         session.execute(insert(TRACKED), chunk)
     for names, rows in updates.items():
@@ -388,14 +395,12 @@ def _decide(
     if not flagged and not (tracked and tracked.flagged and policy == "cancel"):
         if tracked and tracked.flagged:
             tracked.set(flagged=False)
-            unit.tracked[(name, crm_id)] = tracked
         return None
     digest = digest or relevant_hash(spec, row)
     if tracked and tracked.flagged == flagged and tracked.fields_hash == digest:
         return None  # nothing relevant changed (this is where write-back echoes stop)
     if tracked is None:
-        tracked = _Tracked(crm_object=name, crm_id=crm_id)
-    unit.tracked[(name, crm_id)] = tracked
+        tracked = unit.tracked[(name, crm_id)] = _Tracked(crm_object=name, crm_id=crm_id)
     try:
         records = build_records(spec, row)
     except RecordBuildError as exc:

@@ -148,17 +148,16 @@ class _DropSafeApp:
         length = _content_length(environ)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)  # read to its end: the next request starts right after it
-        handler = environ.get(HANDLER_KEY)
+        handler = environ[HANDLER_KEY]
         try:
             result = self.app(environ, start_response)
         except DroppedConnection:
             environ["werkzeug.socket"].close()
             return []
         except Exception:
-            if handler is not None:
-                handler.keep_alive = False
+            handler.keep_alive = False
             raise
-        return _KeepAliveBody(result, handler) if handler is not None else result
+        return _KeepAliveBody(result, handler)
 
 
 HANDLER_KEY = "sandbox.handler"
