@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
@@ -68,6 +68,12 @@ class ValueSpec(_Strict):
             return [self.field]
         return _TEMPLATE_FIELD.findall(self.template or "")
 
+    @cached_property
+    def resolver(self) -> Resolver:
+        """This value compiled once (paths split, template parsed, format chosen): it runs for every
+        mapped value of every changed row."""
+        return _compile(self)
+
 
 def _coerce_value_spec(value: Any) -> Any:
     return {"field": value} if isinstance(value, str) else value
@@ -89,6 +95,19 @@ class RecordSpec(_Strict):
     external_id: ValueSpec
     fields: dict[str, ValueSpec] = Field(default_factory=dict)
     when: str | None = None
+
+    @cached_property
+    def when_reader(self) -> Reader | None:
+        return _reader(self.when) if self.when else None
+
+    @cached_property
+    def plan(self) -> tuple[tuple[tuple[str, ...], str, Resolver], ...]:
+        """(parent keys, leaf key, resolver) per field: `home_address.street_1` nests, split once."""
+        steps = []
+        for path, value in self.fields.items():
+            *parents, leaf = path.split(".")
+            steps.append((tuple(parents), leaf, value.resolver))
+        return tuple(steps)
 
     @field_validator("external_id", mode="before")
     @classmethod
@@ -231,9 +250,9 @@ class ObjectSpec(_Strict):
         return tuple(seen)
 
     @cached_property
-    def relevant_paths(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
-        """(name, path parts) of the relevant fields, sorted by name: the hash's input order."""
-        return tuple((name, tuple(name.split("."))) for name in sorted(self.relevant_names))
+    def relevant_readers(self) -> tuple[tuple[str, Reader], ...]:
+        """(name, reader) of the relevant fields, sorted by name: the hash's input order."""
+        return tuple((name, _reader(name)) for name in sorted(self.relevant_names))
 
     def primary_record(self) -> RecordSpec:
         """The record whose external id identifies the CRM row (job for a work order, ...): the last one."""
@@ -327,62 +346,95 @@ def _path_value(row: Mapping[str, Any], parts: Iterable[str]) -> Any:
     return value
 
 
-def _format(value: Any, fmt: str | None) -> Any:
-    if value is None or fmt is None:
-        return value
-    if fmt == "string":
-        return str(value)
-    if fmt == "int":
-        return int(value)
-    if fmt == "float":
-        return float(value)
-    if fmt == "bool":
-        return bool(value)
-    if fmt == "datetime":
-        parsed = (
-            value
-            if isinstance(value, datetime)
-            else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        )
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
-    if fmt == "date":
-        return (value if isinstance(value, date) else date.fromisoformat(str(value)[:10])).isoformat()
-    raise RecordBuildError(f"unknown format {fmt!r}")
+Reader = Callable[[Mapping[str, Any]], Any]
+Resolver = Callable[[Mapping[str, Any], Mapping[str, str]], Any]
 
 
-def resolve(spec: ValueSpec, row: Mapping[str, Any], refs: Mapping[str, str]) -> Any:
+def _reader(path: str) -> Reader:
+    """A field path split once, not per row: the publisher reads every mapped field of every row it reads."""
+    parts = tuple(path.split("."))
+    if len(parts) == 1:
+        name = parts[0]
+        return lambda row: row.get(name)
+    return lambda row: _path_value(row, parts)
+
+
+def _iso_datetime(value: Any) -> str:
+    parsed = (
+        value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    )
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+def _iso_date(value: Any) -> str:
+    return (value if isinstance(value, date) else date.fromisoformat(str(value)[:10])).isoformat()
+
+
+_FORMATTERS: dict[str, Callable[[Any], Any]] = {
+    "string": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "datetime": _iso_datetime,
+    "date": _iso_date,
+}
+
+
+def _source(spec: ValueSpec) -> Resolver:
+    """Where the raw value comes from, before the value map, the default and the format."""
     if spec.ref:
-        value: Any = refs.get(spec.ref)
-    elif spec.template is not None:
-        parts = {name: field_value(row, name) for name in _TEMPLATE_FIELD.findall(spec.template)}
-        if any(v in (None, "") for v in parts.values()):
-            value = None
-        else:
-            value = _TEMPLATE_FIELD.sub(lambda m: str(parts[m.group(1)]), spec.template)
-    elif spec.field:
-        value = field_value(row, spec.field)
-    else:
-        value = spec.const
-    if spec.map is not None and value is not None:
-        if str(value) not in spec.map:
-            if spec.default is None:
+        ref = spec.ref
+        return lambda _row, refs: refs.get(ref)
+    if spec.template is not None:
+        return _template_source(spec.template)
+    if spec.field:
+        read = _reader(spec.field)
+        return lambda row, _refs: read(row)
+    const = spec.const
+    return lambda _row, _refs: const
+
+
+def _template_source(template: str) -> Resolver:
+    """`{A}-{B}`: None when any field is empty (a half-built external id would name another record)."""
+    pieces = _TEMPLATE_FIELD.split(template)  # literal, field, literal, field, ..., literal
+    readers = [_reader(name) for name in pieces[1::2]]
+    literals = pieces[2::2]
+
+    def source(row: Mapping[str, Any], _refs: Mapping[str, str]) -> Any:
+        values = [read(row) for read in readers]
+        if any(value is None or value == "" for value in values):
+            return None
+        out = [pieces[0]]
+        for value, literal in zip(values, literals, strict=True):
+            out += (str(value), literal)
+        return "".join(out)
+
+    return source
+
+
+def _compile(spec: ValueSpec) -> Resolver:
+    source, value_map, default = _source(spec), spec.map, spec.default
+    formatter = _FORMATTERS[spec.format] if spec.format else None
+    origin = spec.field or spec.template
+
+    def resolve(row: Mapping[str, Any], refs: Mapping[str, str]) -> Any:
+        value = source(row, refs)
+        if value_map is not None and value is not None:
+            key = str(value)
+            if key in value_map:
+                value = value_map[key]
+            elif default is None:
                 raise RecordBuildError(
-                    f"value {value!r} of {spec.field or spec.template} is not in the value map "
-                    f"(known: {', '.join(spec.map)}); add it to the mapping file"
+                    f"value {value!r} of {origin} is not in the value map "
+                    f"(known: {', '.join(value_map)}); add it to the mapping file"
                 )
-            value = spec.default
-        else:
-            value = spec.map[str(value)]
-    if value in (None, "") and spec.default is not None:
-        value = spec.default
-    return _format(value, spec.format)
+            else:
+                value = default
+        if default is not None and (value is None or value == ""):
+            value = default
+        return value if formatter is None or value is None else formatter(value)
 
-
-def _set_path(target: dict[str, Any], path: str, value: Any) -> None:
-    *parents, leaf = path.split(".")
-    for part in parents:
-        target = target.setdefault(part, {})
-    target[leaf] = value
+    return resolve
 
 
 def build_records(obj: ObjectSpec, row: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -392,30 +444,38 @@ def build_records(obj: ObjectSpec, row: Mapping[str, Any]) -> list[dict[str, Any
     refs: dict[str, str] = {}
     built: list[dict[str, Any]] = []
     for spec in obj.records:
-        if spec.when and field_value(row, spec.when) in (None, "", False):
+        if spec.when_reader and spec.when_reader(row) in (None, "", False):
             continue
-        external_id = resolve(spec.external_id, row, refs)
-        if external_id in (None, ""):
+        external_id = spec.external_id.resolver(row, refs)
+        if external_id is None or external_id == "":
             continue
         record: dict[str, Any] = {"external_id": str(external_id)}
-        for path, value_spec in spec.fields.items():
-            value = resolve(value_spec, row, refs)
-            if value not in (None, ""):
-                _set_path(record, path, value)
+        for parents, leaf, resolver in spec.plan:
+            value = resolver(row, refs)
+            if value is None or value == "":
+                continue
+            target = record
+            for part in parents:
+                target = target.setdefault(part, {})
+            target[leaf] = value
         refs[spec.type] = str(external_id)
         built.append({"record_type": spec.type, "record": record})
     return built
 
 
+# One encoder, built once: json.dumps with options builds a new one per call. Same bytes as
+# json.dumps(values, sort_keys=True, default=str, separators=(",", ":")), so stored hashes stay valid.
+_HASH_ENCODER = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
 def relevant_hash(obj: ObjectSpec, row: Mapping[str, Any]) -> str:
     """Stable hash of the relevant fields: equal hash means nothing worth publishing changed."""
-    values = {name: _path_value(row, parts) for name, parts in obj.relevant_paths}
-    encoded = json.dumps(values, sort_keys=True, default=str, separators=(",", ":")).encode()
-    return hashlib.sha256(encoded).hexdigest()
+    values = {name: read(row) for name, read in obj.relevant_readers}
+    return hashlib.sha256(_HASH_ENCODER.encode(values).encode()).hexdigest()
 
 
 def relevant_snapshot(obj: ObjectSpec, row: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: field_value(row, name) for name in obj.relevant_names}
+    return {name: read(row) for name, read in obj.relevant_readers}
 
 
 def soql_select(obj: ObjectSpec, object_name: str, extra: Iterable[str] = ()) -> str:

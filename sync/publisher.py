@@ -494,8 +494,9 @@ def _ordered_records(changes: list[_Change]) -> list[tuple[dict[str, Any], list[
     for change in changes:
         for record in change.records:
             key = (record["record_type"], record["record"]["external_id"])
-            _, sources = merged.get(key, (record, []))
-            merged[key] = (record, [*sources, change])
+            sources = merged[key][1] if key in merged else []
+            sources.append(change)  # in place: a provider shared by 500 work orders is not copied 500 times
+            merged[key] = (record, sources)
     order = {name: index for index, name in enumerate(RECORD_TYPES)}
     return sorted(merged.values(), key=lambda item: order.get(item[0]["record_type"], len(order)))
 
