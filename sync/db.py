@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from sync.errors import StoreNotReady
 from sync.settings import mask_url_password
+from sync.sqlite_wal import attach_checkpointer, connection_pragmas
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # `migrations` is installed beside `sync`; locating it by path avoids picking up another project's
@@ -54,12 +55,17 @@ def _sqlite_engine(database_url: str, **kwargs: Any) -> Engine:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        for pragma in connection_pragmas():
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+    path = make_url(database_url).database
+    if path and path != ":memory:" and not path.startswith("file:"):
+        attach_checkpointer(engine, path)
     return engine
 
 
