@@ -9,7 +9,8 @@ remote_rig), as the real services are remote: their record-keeping does not comp
 this process's GIL, for the engine's cycle or the naive path. Sequence, on one injected clock shared by
 both emulators:
 
-  T0       insert the flagged work orders; full first-load cycle; drain acks, process, flush confirmations
+  T0       insert the flagged work orders; the start-up heap frozen (sync.daemon.freeze_startup_heap, as
+           the daemon does); full first-load cycle; drain acks, process, flush confirmations
   T0+30m   one unrelated (unflagged) work order edit; one cycle, which re-reads the confirmation write-backs
            (the "echo" cycle: reported, nothing is published) and moves the watermark past them
   T0+1h    change `changed` work orders (Description); 2 ms latency on both emulators; measured cycle:
@@ -53,6 +54,7 @@ sys.path.insert(0, str(_HERE.parent))
 from connector.crm import format_soql
 from connector.mapping import build_records, soql_select
 from connector.sandbox.salesforce import trusting_session
+from sync.daemon import freeze_startup_heap
 from sync.publisher import PublishReport, publish_changes
 from sync.writeback import flush_writebacks
 from tests import bench_rig as _harness
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with _harness.remote_rig(contacts=max(10, flagged // 10), batch_size=BATCH_SIZE, lookback_s=300) as r:
         ids = r.insert_work_orders(flagged)
+        freeze_startup_heap()  # as `dispatch-connector run` does once start-up is done
         t = time.perf_counter()
         _, first_calls = cycle(r)
         _harness.settle(r)

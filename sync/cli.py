@@ -397,7 +397,7 @@ def retry(ctx: _Ctx, dead: bool) -> None:
 @pass_ctx
 def run(ctx: _Ctx, role: str, once: bool) -> None:
     """Run the sync daemon: scheduled jobs plus /healthz, /readyz, /metrics and the dashboard."""
-    from sync.daemon import Daemon, serve
+    from sync.daemon import Daemon, freeze_startup_heap, serve
     from sync.logsetup import configure_logging
 
     settings = ctx.settings
@@ -418,6 +418,7 @@ def run(ctx: _Ctx, role: str, once: bool) -> None:
         raise SyncError(
             "DASHBOARD_HOST is not loopback: set DASHBOARD_TOKEN so the dashboard is not open to all"
         )
+    freeze_startup_heap()
     serve(
         daemon,
         settings.dashboard_host,

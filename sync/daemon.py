@@ -10,6 +10,7 @@ committed units), then exit 0.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -198,6 +199,17 @@ class Daemon:
 
     def ready(self) -> bool:
         return bool(self.scheduler.running) and not self.stopping.is_set()
+
+
+def freeze_startup_heap() -> None:
+    """Take what start-up built (modules, settings, mapping, engine, clients) out of the cyclic GC's view.
+
+    Those objects live as long as the process, yet every full collection walked them all again: about
+    90 ms a time in this engine, one in every second publish cycle of 1,000 changes, where the cycle itself
+    takes about 400 ms. gc.freeze() is CPython's tool for long-running servers: later objects are collected
+    as before, and reference counting still frees a frozen object once nothing refers to it."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve(

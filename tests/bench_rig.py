@@ -8,8 +8,10 @@ emulators' own accounting (`sf.counts`, `dispatch.counts`), never from the clien
 
 from __future__ import annotations
 
+import gc
 import json
 import resource
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +43,11 @@ FIXTURE = ROOT / "connector" / "sandbox" / "fixtures" / "field_service_org.yaml"
 DEFAULT_MAPPING = ROOT / "connector" / "mappings" / "salesforce_default.yaml"
 PUBLIC_KEY = "organization|42|acme-facilities"
 SECRET = "5ec12e7" + "0" * 57
+# The host process runs two services (and Dispatch's apply worker) under one GIL. With CPython's default 5 ms
+# switch interval, a thread woken by a request waits behind a busy one for up to 5 ms at each GIL hand-over,
+# a stall two separate services would not have. Measured on the publisher benchmark: the engine's cycle
+# 0.49 s -> 0.35 s and the naive path 21.6 s -> 18.6 s with 0.5 ms (one run each; both sides gain).
+HOST_SWITCH_INTERVAL_S = 0.0005
 USERNAME, PASSWORD, TOKEN = "integration@fieldservice.example", "demo-password", "demo-token"
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -193,6 +200,13 @@ def rig(contacts: int = 100, workorder_only: bool = True, **overrides: Any) -> I
 
 
 # --- emulators in a process of their own -------------------------------------------------------------
+def _freeze_heap() -> None:
+    """The emulators' stored org is long-lived: kept out of the cyclic GC, a full collection no longer walks
+    10,000+ records and stalls both services for 100-170 ms (measured), which a real service would not."""
+    gc.collect()
+    gc.freeze()
+
+
 class EmulatorHost:
     """Both emulators and their clock, living in the process a `remote_rig` starts.
 
@@ -200,10 +214,12 @@ class EmulatorHost:
     or the benchmark charges the emulators' record-keeping to the engine."""
 
     def __init__(self, contacts: int) -> None:
+        sys.setswitchinterval(HOST_SWITCH_INTERVAL_S)
         self.clock = BenchClock()
         self.sf = SalesforceEmulator(FIXTURE, clock=self.clock).__enter__()
         self.dispatch = DispatchEmulator(PUBLIC_KEY, SECRET, clock=self.clock.timestamp).__enter__()
         self.provider_id, self.contact_ids = seed_org(self.sf, contacts)
+        _freeze_heap()
 
     def info(self) -> dict[str, Any]:
         return {
@@ -214,7 +230,9 @@ class EmulatorHost:
         }
 
     def insert_work_orders(self, n: int, start: int = 0) -> list[str]:
-        return self.sf.insert_many("WorkOrder", work_order_rows(self.provider_id, self.contact_ids, n, start))
+        ids = self.sf.insert_many("WorkOrder", work_order_rows(self.provider_id, self.contact_ids, n, start))
+        _freeze_heap()
+        return ids
 
     def sf_insert(self, object_name: str, values: dict[str, Any]) -> str:
         return self.sf.insert(object_name, values)
