@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -546,20 +547,38 @@ def _send_pending(ctx: SyncContext, report: PublishReport, built: dict[str, list
     """Send pending batches oldest first; stop at the first failure so batches stay in order.
 
     `built` holds the payloads this cycle committed: those are sent as built, not decoded back from the
-    store (a batch left by a crash or a failed send is read back)."""
+    store (a batch left by a crash or a failed send is read back). A sent batch is recorded (and, with
+    acks off, confirmed) by one worker thread while the next batch is on the wire: the store work of one
+    overlaps the round trip of the next, and the worker's single thread keeps the records in send order.
+    A crash before a batch is recorded re-sends it with the same MessageId, as before."""
     with session_scope(ctx.engine) as session:
         pending = session.exec(
             select(OutboxBatch.message_id)
             .where(col(OutboxBatch.status) == "pending")
             .order_by(col(OutboxBatch.created_at), col(OutboxBatch.message_id))
         ).all()
-    for message_id in pending:
-        payload = built.pop(message_id, None) if built is not None else None
-        if not _send_one(ctx, message_id, report, payload):
-            return
+    if not pending:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="publish-record") as recorder:
+        recorded: list[Future[None]] = []
+        for message_id in pending:
+            if any(future.done() and future.exception() for future in recorded):
+                break  # the store refused a record: stop sending, the error is raised below
+            payload = built.pop(message_id, None) if built is not None else None
+            if not _send_one(ctx, message_id, report, payload, recorder, recorded):
+                break
+        for future in recorded:
+            future.result()
 
 
-def _send_one(ctx: SyncContext, message_id: str, report: PublishReport, payload: list[Any] | None) -> bool:
+def _send_one(
+    ctx: SyncContext,
+    message_id: str,
+    report: PublishReport,
+    payload: list[Any] | None,
+    recorder: ThreadPoolExecutor,
+    recorded: list[Future[None]],
+) -> bool:
     this_batch = col(OutboxBatch.message_id) == message_id
     if payload is None:
         with session_scope(ctx.engine) as session:
@@ -567,6 +586,8 @@ def _send_one(ctx: SyncContext, message_id: str, report: PublishReport, payload:
     try:
         ctx.dispatch.send_records(payload, message_id=message_id)
     except ConnectorError as exc:
+        for future in recorded:  # the batches sent before this one are recorded first
+            future.result()
         with session_scope(ctx.engine) as session:
             session.execute(
                 update(OutboxBatch)
@@ -583,14 +604,18 @@ def _send_one(ctx: SyncContext, message_id: str, report: PublishReport, payload:
             )
         report.send_errors.append(str(exc))
         return False
+    recorded.append(recorder.submit(_record_sent, ctx, message_id))
+    report.requests_sent += 1
+    return True
+
+
+def _record_sent(ctx: SyncContext, message_id: str) -> None:
     with session_scope(ctx.engine) as session:
         # Column UPDATEs, not ORM loads: the payload (up to batch_size records) is not read back.
         session.execute(
             update(OutboxBatch)
-            .where(this_batch, col(OutboxBatch.status) == "pending")
+            .where(col(OutboxBatch.message_id) == message_id, col(OutboxBatch.status) == "pending")
             .values(attempts=col(OutboxBatch.attempts) + 1, status="sent", sent_at=utcnow(), last_error=None)
         )
         if not ctx.settings.dispatch_acks:
             confirm_batch_on_http_200(session, ctx.mapping, message_id)
-    report.requests_sent += 1
-    return True

@@ -285,3 +285,42 @@ def test_record_read_twice_in_one_unit_is_tracked_once_with_its_newest_values(ha
     jobs = [r["record"] for r in batch.payload if r["record_type"] == "job"]
     assert [job["title"] for job in jobs] == ["Second read"]
     assert rows[0].last_message_id == batch.message_id
+
+
+def test_store_failure_recording_a_sent_batch_raises_and_the_batch_is_resent(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent batches are recorded by a worker thread while the next one is on the wire: when the store
+    refuses a record, the cycle still fails loudly and that batch is re-sent, same MessageId, next cycle."""
+    from sqlalchemy.exc import OperationalError
+
+    import sync.publisher as publisher
+    from sync.writeback import flush_writebacks
+
+    first, second = harness.work_order(), harness.work_order(Subject="Second visit")
+    harness.ctx.settings.dispatch_acks = False  # the record transaction confirms too
+    harness.ctx.settings.batch_size = 1  # several batches, so later ones are on the wire meanwhile
+    real, refused = publisher.confirm_batch_on_http_200, []
+
+    def refuse_once(session: Session, mapping: object, message_id: str) -> None:
+        if not refused:
+            refused.append(message_id)
+            raise OperationalError("UPDATE tracked_record", {}, Exception("disk I/O error"))
+        real(session, mapping, message_id)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(publisher, "confirm_batch_on_http_200", refuse_once)
+    with pytest.raises(OperationalError, match="disk I/O error"):
+        harness.publish()
+    with Session(harness.ctx.engine) as session:
+        batches = {b.message_id: b for b in session.exec(select(OutboxBatch)).all()}
+    assert len(batches) > 2 and batches[refused[0]].status == "pending"  # its record rolled back, not lost
+
+    report = harness.publish()
+    assert report.batches_created == [] and report.requests_sent >= 1  # the same batches, nothing new
+    flush_writebacks(harness.ctx.engine, harness.ctx.crm)
+    with Session(harness.ctx.engine) as session:
+        assert {b.message_id: b.status for b in session.exec(select(OutboxBatch)).all()} == dict.fromkeys(
+            batches, "confirmed"
+        )
+    assert {first, second} <= set(harness.dispatch.records("job"))
+    assert all(harness.wo(wo)["Dispatch_Last_Synced__c"] is not None for wo in (first, second))
