@@ -34,6 +34,9 @@ PATH_IN = "/agent/in"
 PATH_OUT = "/agent/out"
 PATH_ACK = "/agent/ack"
 MAX_MESSAGES_PER_POLL = 10
+# zlib's default level. gzip.compress defaults to 9, which took 2.9 ms for a 200-record batch (83 KB of JSON)
+# against 0.34 ms at 6, for a body 0.4% smaller: not worth it on the publisher's critical path.
+GZIP_LEVEL = 6
 HEADER_KEY = "X-Dispatch-Key"
 HEADER_SIGNATURE = "X-Dispatch-Signature"
 HEADER_MESSAGE_ID = "MessageId"
@@ -278,7 +281,7 @@ class DispatchConnectClient:
         headers: Mapping[str, str] | None = None,
         compress: bool = False,
     ) -> requests.Response:
-        wire = gzip.compress(body, mtime=0) if compress else body
+        wire = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0) if compress else body
         all_headers = self._headers(wire, headers, compress)
         url = self.base_url + path
         endpoint = path.lstrip("/")
