@@ -79,12 +79,14 @@ def test_a_failed_turn_is_logged_and_the_next_one_runs(
     assert checkpointer.turns >= 1 and not checkpointer.running
 
 
-def test_unopenable_file_leaves_checkpoints_to_commits(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    checkpointer = WalCheckpointer(str(tmp_path / "missing" / "store.db"), interval_s=0.01)
-    with caplog.at_level(logging.WARNING, logger="sync.sqlite_wal"):
-        checkpointer.start()
-        checkpointer._thread.join(10)
+def test_checkpointer_never_creates_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "not-yet.db"
+    checkpointer = WalCheckpointer(str(path), interval_s=0.01).start()
+    assert checkpointer.turned.wait(10)
+    assert not path.exists() and checkpointer.turns == 0  # waits for the engine to create it
+    sqlite3.connect(path).close()
+    checkpointer.turned.clear()
+    while checkpointer.turns == 0:
+        assert checkpointer.turned.wait(10)
+    checkpointer.stop()
     assert not checkpointer.running
-    assert "SQLite checkpoint thread not started (unable to open database file)" in caplog.text
