@@ -77,9 +77,8 @@ def http200_cycle(r: _harness.Rig, ids: list[str], run: int) -> tuple[float, int
     r.clock.advance(1800)
     r.sf.update_many("WorkOrder", ids, {"Description": f"Visit {run + 2} needed"})
     cycle(r)  # moves the watermark past the previous burst (its echo), not measured
-    r.dispatch.wait_idle(
-        600
-    )  # Dispatch has applied that cycle's batches: the measured one does not wait on them
+    # Dispatch has applied that cycle's batches: the measured one does not wait on them
+    r.dispatch.wait_idle(600)
     r.clock.advance(1800)
     r.sf.update_many("WorkOrder", ids, {"Description": f"Visit {run + 2} needed, parts ordered"})
     r.set_latency(LATENCY_S)

@@ -129,6 +129,15 @@ class FlagSpec(_Strict):
     def soql_condition(self) -> str:
         return f"{self.field} != null" if self.when == "not_null" else f"{self.field} = true"
 
+    @cached_property
+    def reader(self) -> Reader:
+        return _reader(self.field)
+
+    def is_set(self, row: Mapping[str, Any]) -> bool:
+        """The row's flag, read as `soql_condition` selects it (checked for every row a cycle reads)."""
+        value = self.reader(row)
+        return value is True if self.when == "true" else value not in (None, "", False)
+
 
 class WriteBackSpec(_Strict):
     """CRM field names the connector writes. None disables that write."""
@@ -331,12 +340,8 @@ class RecordBuildError(ConfigurationError):
     """A CRM row cannot become canonical records (for example a status the value map does not know)."""
 
 
-def field_value(row: Mapping[str, Any], path: str) -> Any:
-    """Read `Account.Name` from a Salesforce row (parents come nested, with an `attributes` key)."""
-    return _path_value(row, path.split("."))
-
-
 def _path_value(row: Mapping[str, Any], parts: Iterable[str]) -> Any:
+    """Read `Account.Name` from a Salesforce row (parents come nested, with an `attributes` key)."""
     value: Any = row
     for part in parts:
         # `type(...) is dict` first: rows are plain dicts, and the ABC check costs more than the read

@@ -28,7 +28,6 @@ from connector.mapping import (
     ObjectSpec,
     RecordBuildError,
     build_records,
-    field_value,
     relevant_hash,
     relevant_snapshot,
     soql_select,
@@ -145,9 +144,8 @@ class _Unit:
         self.ctx, self.report, self.dry_run, self.built = ctx, report, dry_run, built
         self.session = Session(ctx.engine, expire_on_commit=False)
         self.changes: list[_Change] = []
-        self.tracked: dict[
-            tuple[str, str], _Tracked
-        ] = {}  # loaded or created in this unit; written at commit
+        # tracked rows loaded or created in this unit, by (object, id); written at commit
+        self.tracked: dict[tuple[str, str], _Tracked] = {}
         self.rows = 0
 
     def commit(self) -> None:
@@ -363,14 +361,9 @@ def _write_tracked(session: Session, decided: Iterable[_Tracked]) -> None:
             session.execute(statement, chunk)
 
 
-def _is_flagged(spec: ObjectSpec, row: Mapping[str, Any]) -> bool:
-    value = field_value(row, spec.flag.field)
-    return value is True if spec.flag.when == "true" else value not in (None, "", False)
-
-
 def _flagged_now(spec: ObjectSpec, row: Mapping[str, Any]) -> bool:
     """Whether the record should be in Dispatch: flagged and not deleted."""
-    return _is_flagged(spec, row) and row.get("IsDeleted") is not True
+    return spec.flag.is_set(row) and row.get("IsDeleted") is not True
 
 
 def _decide(
