@@ -25,6 +25,7 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed, Salesfo
 from simple_salesforce.format import format_soql
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from connector import jsoncodec
 from connector.errors import ConfigurationError, ConnectorError, RemoteRejected, TransientError
 
 __all__ = [
@@ -182,6 +183,16 @@ def _server_time(response: Any) -> datetime | None:
 # --- the gateway -------------------------------------------------------------------------------
 
 
+class _Salesforce(Salesforce):
+    """simple-salesforce, decoding answers with orjson: a 2,000-row query page is a cycle's biggest read."""
+
+    def parse_result_to_json(self, result: requests.Response) -> Any:
+        try:
+            return jsoncodec.loads(result.content)
+        except ValueError:
+            return result.json()  # raises requests' JSONDecodeError, which the gateway translates
+
+
 class SalesforceGateway:
     """Queries and writes against one org; every call is retried per `retry` when retrying can help."""
 
@@ -279,7 +290,7 @@ class SalesforceGateway:
             body = {"allOrNone": False, "records": sent}
             answer = self._call(
                 "collections",
-                partial(self.sf.restful, "composite/sobjects", method=method, json=body),
+                partial(self.sf.restful, "composite/sobjects", method=method, data=jsoncodec.dumps(body)),
                 idempotent=idempotent,
             )
             still_locked = []
@@ -447,7 +458,7 @@ def connect_salesforce(
         raise ConfigurationError("Salesforce credentials: give username/password or client_id/client_secret")
 
     def build(http: requests.Session) -> Salesforce:
-        return Salesforce(session=http, **kwargs)
+        return _Salesforce(session=http, **kwargs)
 
     secrets = [s for s in (password, security_token, client_secret) if s]
     return SalesforceGateway(

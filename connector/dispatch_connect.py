@@ -7,7 +7,6 @@ in docs/wire-formats.md; the emulator in `connector.sandbox.dispatch` follows th
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from connector import jsoncodec
 from connector.canonical import envelopes
 from connector.errors import ConnectorError, RemoteRejected, TransientError
 from connector.signing import sign
@@ -213,7 +213,7 @@ class DispatchConnectClient:
         200 means Dispatch received the batch, not that it applied it: watch for `ack`/`err` events whose
         `msg_id` equals `message_id`.
         """
-        body = json.dumps(envelopes(records), separators=(",", ":")).encode("utf-8")
+        body = jsoncodec.dumps(envelopes(records))
         headers = {HEADER_MESSAGE_ID: message_id}
         if record_type_header:
             headers[HEADER_RECORD_TYPE] = record_type_header
@@ -222,7 +222,7 @@ class DispatchConnectClient:
     def poll(self, max_messages: int = MAX_MESSAGES_PER_POLL) -> list[OutboundMessage]:
         """One `agent/out` page (at most 10). Poll again while a full page comes back."""
         n = max(1, min(int(max_messages), MAX_MESSAGES_PER_POLL))
-        body = json.dumps({"maxNumberOfMessages": n}, separators=(",", ":")).encode("utf-8")
+        body = jsoncodec.dumps({"maxNumberOfMessages": n})
         response = self._post(PATH_OUT, body)
         try:
             data = response.json() if response.content.strip() else []
@@ -257,7 +257,7 @@ class DispatchConnectClient:
         else:
             payload["Result"] = "error"
             payload["Error"] = error
-        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        body = jsoncodec.dumps(payload)
         self._post(PATH_ACK, body)
 
     # -- transport -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+from connector import jsoncodec
 from sync.errors import StoreNotReady
 from sync.settings import mask_url_password
 from sync.sqlite_wal import attach_checkpointer, connection_pragmas
@@ -32,6 +33,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def make_engine(database_url: str, **kwargs: Any) -> Engine:
+    # JSON columns (snapshots, outbox payloads, write-back fields) through orjson: see connector.jsoncodec
+    kwargs.setdefault("json_serializer", jsoncodec.dumps_text)
+    kwargs.setdefault("json_deserializer", jsoncodec.loads)
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(database_url, **kwargs)

@@ -47,6 +47,7 @@ ROWS_PER_DECISION = 500  # rows whose tracked state is loaded in one query
 BACKFILL_ROWS_PER_COMMIT = 2000
 STATUS_KEY, ORG_KEY = "_requested_status", "_organization"
 TRACKED, JOB_STATES, OUTBOX_ITEMS = table_of(TrackedRecord), table_of(EntityStateRow), table_of(OutboxItem)
+BATCHES = table_of(OutboxBatch)
 
 
 @dataclass
@@ -606,9 +607,9 @@ def _record_sent(ctx: SyncContext, message_id: str) -> None:
     with session_scope(ctx.engine) as session:
         # Column UPDATEs, not ORM loads: the payload (up to batch_size records) is not read back.
         session.execute(
-            update(OutboxBatch)
-            .where(col(OutboxBatch.message_id) == message_id, col(OutboxBatch.status) == "pending")
-            .values(attempts=col(OutboxBatch.attempts) + 1, status="sent", sent_at=utcnow(), last_error=None)
+            update(BATCHES)
+            .where(BATCHES.c.message_id == message_id, BATCHES.c.status == "pending")
+            .values(attempts=BATCHES.c.attempts + 1, status="sent", sent_at=utcnow(), last_error=None)
         )
         if not ctx.settings.dispatch_acks:
             confirm_batch_on_http_200(session, ctx.mapping, message_id)

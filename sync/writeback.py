@@ -299,8 +299,8 @@ def _settle(session: Session, ids: list[int], status: str, error: str | None = N
     now = utcnow()
     for chunk in chunked(ids, IN_CLAUSE_CHUNK):
         session.execute(
-            update(WriteBack)
-            .where(col(WriteBack.id).in_(chunk))
+            update(WRITE_BACKS)
+            .where(WRITE_BACKS.c.id.in_(chunk))
             .values(status=status, flushed_at=now, last_error=error)
         )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
+import requests
+import responses
 
 from connector.crm import (
     CrmAuthenticationError,
@@ -14,6 +16,7 @@ from connector.crm import (
     CrmUnavailable,
     RetryPolicy,
     SalesforceGateway,
+    _Salesforce,
     connect_salesforce,
     format_soql,
     login_domain,
@@ -266,3 +269,18 @@ def test_format_soql_datetime_is_a_valid_filter(
 
 def test_limits(sf_gateway: SalesforceGateway) -> None:
     assert sf_gateway.limits()["DailyApiRequests"]["Max"] > 0
+
+
+def test_an_answer_that_is_not_json_is_a_gateway_error_not_a_crash() -> None:
+    # request/answer shape only (responses): the emulator never sends a garbled body
+    instance = "https://acme.my.salesforce.com"
+    gateway = SalesforceGateway(
+        lambda http: _Salesforce(instance_url=instance, session_id="token", session=http),
+        requests.Session(),
+        retry=RetryPolicy(attempts=2, sleep=lambda _s: None),
+    )
+    with responses.RequestsMock() as mock:
+        mock.get(f"{instance}/services/data/v59.0/query/", body=b'{"records": [', status=200)
+        with pytest.raises(CrmUnavailable, match="JSONDecodeError"):
+            gateway.query_all("SELECT Id FROM WorkOrder")
+        assert len(mock.calls) == 2  # retried like any garbled transfer, then reported
