@@ -38,3 +38,7 @@ def test_what_orjson_refuses_falls_back_to_the_standard_library(value: dict[obje
 def test_malformed_input_raises_value_error() -> None:
     with pytest.raises(ValueError):
         jsoncodec.loads(b'{"cut": ')
+
+
+def test_nan_and_infinity_are_written_as_null_not_as_invalid_json() -> None:
+    assert jsoncodec.dumps({"a": float("nan"), "b": float("inf")}) == b'{"a":null,"b":null}'
