@@ -475,11 +475,11 @@ _HASH_ENCODER = json.JSONEncoder(sort_keys=True, default=str, separators=(",", "
 
 def relevant_hash(obj: ObjectSpec, row: Mapping[str, Any]) -> str:
     """Stable hash of the relevant fields: equal hash means nothing worth publishing changed."""
-    values = {name: read(row) for name, read in obj.relevant_readers}
-    return hashlib.sha256(_HASH_ENCODER.encode(values).encode()).hexdigest()
+    return hashlib.sha256(_HASH_ENCODER.encode(relevant_snapshot(obj, row)).encode()).hexdigest()
 
 
 def relevant_snapshot(obj: ObjectSpec, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The relevant fields' values, by name in sorted order (the hash's input)."""
     return {name: read(row) for name, read in obj.relevant_readers}
 
 

@@ -19,13 +19,9 @@ from sqlmodel import Session, col, select
 from connector.mapping import MappingConfig
 from sync.db import IN_CLAUSE_CHUNK, chunked
 from sync.dbtypes import utcnow
-from sync.models import OutboxBatch, OutboxItem, TrackedRecord, table_of
+from sync.models import OUTBOX_BATCHES, OUTBOX_ITEMS, TRACKED_RECORDS, OutboxItem, TrackedRecord
 from sync.synclog import write_log
 from sync.writeback import enqueue_update, enqueue_updates
-
-# Core tables for the set-based UPDATEs: an ORM-enabled UPDATE also evaluates its criteria against the
-# session's objects, which cost more than the statement on the HTTP-200 confirmation path.
-BATCHES, ITEMS, TRACKED = table_of(OutboxBatch), table_of(OutboxItem), table_of(TrackedRecord)
 
 
 def _items(
@@ -117,8 +113,8 @@ def _close_batch_if_done(session: Session, msg_id: str) -> None:
     ).first()
     if pending is None:
         session.execute(
-            update(BATCHES)
-            .where(BATCHES.c.message_id == msg_id, BATCHES.c.status != "confirmed")
+            update(OUTBOX_BATCHES)
+            .where(OUTBOX_BATCHES.c.message_id == msg_id, OUTBOX_BATCHES.c.status != "confirmed")
             .values(status="confirmed", confirmed_at=utcnow())
         )
 
@@ -215,8 +211,8 @@ def confirm_batch_on_http_200(session: Session, mapping: MappingConfig, message_
     Set-based (a join and a few UPDATEs, no ORM objects): this runs for every batch sent, and confirming
     200 records one object at a time cost more than sending them."""
     now = utcnow()
-    in_batch = col(OutboxItem.message_id) == message_id
-    session.execute(update(ITEMS).where(ITEMS.c.message_id == message_id).values(status="acked"))
+    in_batch = OUTBOX_ITEMS.c.message_id == message_id
+    session.execute(update(OUTBOX_ITEMS).where(in_batch).values(status="acked"))
     primary = session.execute(
         select(col(TrackedRecord.id), col(TrackedRecord.crm_object), col(TrackedRecord.crm_id))
         .join(
@@ -231,7 +227,9 @@ def confirm_batch_on_http_200(session: Session, mapping: MappingConfig, message_
     ).all()
     for chunk in chunked([row_id for row_id, _, _ in primary], IN_CLAUSE_CHUNK):
         session.execute(
-            update(TRACKED).where(TRACKED.c.id.in_(chunk)).values(confirmed_at=now, last_error=None)
+            update(TRACKED_RECORDS)
+            .where(TRACKED_RECORDS.c.id.in_(chunk))
+            .values(confirmed_at=now, last_error=None)
         )
     records = [(crm_object, crm_id) for _, crm_object, crm_id in primary]
     _queue_confirmations(session, mapping, records, now, f"batch {message_id}")

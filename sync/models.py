@@ -209,6 +209,11 @@ class Lease(SQLModel, table=True):
 
 
 __all__ = [
+    "ENTITY_STATES",
+    "OUTBOX_BATCHES",
+    "OUTBOX_ITEMS",
+    "TRACKED_RECORDS",
+    "WRITE_BACKS",
     "EntityStateRow",
     "InboxMessage",
     "Lease",
@@ -226,3 +231,12 @@ __all__ = [
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table behind a model, for set-based statements that skip the ORM's per-row bookkeeping."""
     return SQLModel.metadata.tables[str(model.__tablename__)]
+
+
+# The Core tables behind the models, named once, for the engine's set-based statements (an ORM-enabled
+# UPDATE would also evaluate its WHERE against every object in the session).
+TRACKED_RECORDS = table_of(TrackedRecord)
+ENTITY_STATES = table_of(EntityStateRow)
+OUTBOX_BATCHES = table_of(OutboxBatch)
+OUTBOX_ITEMS = table_of(OutboxItem)
+WRITE_BACKS = table_of(WriteBack)

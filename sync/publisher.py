@@ -38,7 +38,14 @@ from sync.context import SyncContext
 from sync.db import chunked, session_scope
 from sync.dbtypes import utcnow
 from sync.locks import single_instance
-from sync.models import EntityStateRow, OutboxBatch, OutboxItem, TrackedRecord, Watermark, table_of
+from sync.models import (
+    ENTITY_STATES,
+    OUTBOX_BATCHES,
+    OUTBOX_ITEMS,
+    TRACKED_RECORDS,
+    OutboxBatch,
+    Watermark,
+)
 from sync.synclog import write_log
 from sync.writeback import enqueue_update
 
@@ -46,8 +53,6 @@ ROWS_PER_COMMIT = 5000
 ROWS_PER_DECISION = 500  # rows whose tracked state is loaded in one query
 BACKFILL_ROWS_PER_COMMIT = 2000
 STATUS_KEY, ORG_KEY = "_requested_status", "_organization"
-TRACKED, JOB_STATES, OUTBOX_ITEMS = table_of(TrackedRecord), table_of(EntityStateRow), table_of(OutboxItem)
-BATCHES = table_of(OutboxBatch)
 
 
 @dataclass
@@ -308,18 +313,23 @@ def _later(current: datetime | None, value: Any) -> datetime | None:
 
 
 def _load_hashes(session: Session, name: str, ids: list[str]) -> dict[str, tuple[str | None, bool]]:
-    query = core_select(TRACKED.c.crm_id, TRACKED.c.fields_hash, TRACKED.c.flagged).where(
-        TRACKED.c.crm_object == name, TRACKED.c.crm_id.in_(ids)
-    )
+    query = core_select(
+        TRACKED_RECORDS.c.crm_id, TRACKED_RECORDS.c.fields_hash, TRACKED_RECORDS.c.flagged
+    ).where(TRACKED_RECORDS.c.crm_object == name, TRACKED_RECORDS.c.crm_id.in_(ids))
     return {crm_id: (digest, flagged) for crm_id, digest, flagged in session.execute(query)}
 
 
 def _load_tracked(unit: _Unit, name: str, ids: list[str]) -> dict[str, _Tracked]:
     """The chunk's tracked rows; one this unit already holds (and may have decided on) is not re-read."""
     missing = [crm_id for crm_id in ids if (name, crm_id) not in unit.tracked]
-    columns = (TRACKED.c.id, TRACKED.c.crm_id, TRACKED.c.external_id, TRACKED.c.fields_hash)
-    query = core_select(*columns, TRACKED.c.snapshot, TRACKED.c.flagged).where(
-        TRACKED.c.crm_object == name, TRACKED.c.crm_id.in_(missing)
+    columns = (
+        TRACKED_RECORDS.c.id,
+        TRACKED_RECORDS.c.crm_id,
+        TRACKED_RECORDS.c.external_id,
+        TRACKED_RECORDS.c.fields_hash,
+    )
+    query = core_select(*columns, TRACKED_RECORDS.c.snapshot, TRACKED_RECORDS.c.flagged).where(
+        TRACKED_RECORDS.c.crm_object == name, TRACKED_RECORDS.c.crm_id.in_(missing)
     )
     for row_id, crm_id, external_id, digest, snapshot, flagged in unit.session.execute(query):
         unit.tracked[(name, crm_id)] = _Tracked(name, crm_id, row_id, external_id, digest, snapshot, flagged)
@@ -330,8 +340,8 @@ def _load_job_states(session: Session, external_ids: list[str]) -> dict[str, str
     """The job state of every tracked record in a chunk, in one query (None: Dispatch reported none yet)."""
     found: dict[str, str | None] = dict.fromkeys(external_ids)
     if external_ids:
-        query = core_select(JOB_STATES.c.external_id, JOB_STATES.c.state).where(
-            JOB_STATES.c.kind == "job", JOB_STATES.c.external_id.in_(external_ids)
+        query = core_select(ENTITY_STATES.c.external_id, ENTITY_STATES.c.state).where(
+            ENTITY_STATES.c.kind == "job", ENTITY_STATES.c.external_id.in_(external_ids)
         )
         found.update({external_id: state for external_id, state in session.execute(query)})
     return found
@@ -351,11 +361,11 @@ def _write_tracked(session: Session, decided: Iterable[_Tracked]) -> None:
             updates.setdefault(frozenset(tracked.changed), []).append({"row_id": tracked.id, **row})
         tracked.changed = set()
     for chunk in chunked(new, ROWS_PER_COMMIT):
-        session.execute(insert(TRACKED), chunk)
+        session.execute(insert(TRACKED_RECORDS), chunk)
     for names, rows in updates.items():
         statement = (
-            update(TRACKED)
-            .where(TRACKED.c.id == bindparam("row_id"))
+            update(TRACKED_RECORDS)
+            .where(TRACKED_RECORDS.c.id == bindparam("row_id"))
             .values({name: bindparam(f"new_{name}") for name in names})
         )
         for chunk in chunked(rows, ROWS_PER_COMMIT):
@@ -573,10 +583,12 @@ def _send_one(
     recorder: ThreadPoolExecutor,
     recorded: list[Future[None]],
 ) -> bool:
-    this_batch = col(OutboxBatch.message_id) == message_id
+    this_batch = OUTBOX_BATCHES.c.message_id == message_id
     if payload is None:
         with session_scope(ctx.engine) as session:
-            payload = list(session.exec(select(OutboxBatch.payload).where(this_batch)).first() or [])
+            payload = list(
+                session.execute(core_select(OUTBOX_BATCHES.c.payload).where(this_batch)).scalar() or []
+            )
     try:
         ctx.dispatch.send_records(payload, message_id=message_id)
     except ConnectorError as exc:
@@ -584,9 +596,9 @@ def _send_one(
             future.result()
         with session_scope(ctx.engine) as session:
             session.execute(
-                update(OutboxBatch)
+                update(OUTBOX_BATCHES)
                 .where(this_batch)
-                .values(attempts=col(OutboxBatch.attempts) + 1, last_error=str(exc))
+                .values(attempts=OUTBOX_BATCHES.c.attempts + 1, last_error=str(exc))
             )
             write_log(
                 session,
@@ -607,9 +619,9 @@ def _record_sent(ctx: SyncContext, message_id: str) -> None:
     with session_scope(ctx.engine) as session:
         # Column UPDATEs, not ORM loads: the payload (up to batch_size records) is not read back.
         session.execute(
-            update(BATCHES)
-            .where(BATCHES.c.message_id == message_id, BATCHES.c.status == "pending")
-            .values(attempts=BATCHES.c.attempts + 1, status="sent", sent_at=utcnow(), last_error=None)
+            update(OUTBOX_BATCHES)
+            .where(OUTBOX_BATCHES.c.message_id == message_id, OUTBOX_BATCHES.c.status == "pending")
+            .values(attempts=OUTBOX_BATCHES.c.attempts + 1, status="sent", sent_at=utcnow(), last_error=None)
         )
         if not ctx.settings.dispatch_acks:
             confirm_batch_on_http_200(session, ctx.mapping, message_id)

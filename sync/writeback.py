@@ -22,12 +22,11 @@ from sqlmodel import Session, col, select
 from connector.errors import ConnectorError
 from sync.db import IN_CLAUSE_CHUNK, chunked, session_scope
 from sync.dbtypes import utcnow
-from sync.models import TrackedRecord, WriteBack, table_of
+from sync.models import WRITE_BACKS, TrackedRecord, WriteBack
 from sync.synclog import write_log
 
 MAX_COLLECTION = 200
 FLUSH_CONCURRENCY = 3  # Collections calls in flight at once (settings: writeback_concurrency)
-WRITE_BACKS = table_of(WriteBack)
 GONE = "ENTITY_IS_DELETED"  # the record was deleted in the CRM: its writes are skipped, not retried
 
 

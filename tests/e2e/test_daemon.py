@@ -147,9 +147,8 @@ def test_start_up_heap_is_frozen_and_later_garbage_still_collected() -> None:
     """The daemon takes its start-up objects out of full collections; a cycle made later is still freed."""
     try:
         freeze_startup_heap()
-        assert (
-            gc.get_freeze_count() > 10_000
-        )  # modules, engine, clients: no longer walked by every collection
+        # modules, engine, clients: no longer walked by every collection
+        assert gc.get_freeze_count() > 10_000
         node = _Node()
         gone = weakref.ref(node)
         del node
