@@ -3,7 +3,7 @@
     python bench/chaos.py [--quick] [--json PATH]
 
 Default: 2,000 flagged work orders, 20 kills (--quick: 200 records, 5 kills), one run. The daemon
-(`python -m sync.cli run`, 0.2 s intervals, SQLite store in a temp dir) publishes; a scripted field
+(`python -m sync.service.cli run`, 0.2 s intervals, SQLite store in a temp dir) publishes; a scripted field
 technician plays accept -> schedule -> (pause) -> complete on every job through the Dispatch emulator's
 control API as soon as it exists; the daemon drains, processes and writes back. After each kill the
 daemon is restarted at once; the poller/publisher leases the dead process left in the SQLite store are not

@@ -34,13 +34,13 @@ sys.path.insert(0, str(_HERE.parent))
 
 from sqlmodel import col, select
 
-from sync.db import session_scope
-from sync.dbtypes import utcnow
-from sync.models import WriteBack
-from sync.poller import drain_outbound_queue, store_message
-from sync.processor import process_inbox, process_message
-from sync.publisher import publish_changes
-from sync.writeback import flush_writebacks
+from sync.inbound.poller import drain_outbound_queue, store_message
+from sync.inbound.processor import process_inbox, process_message
+from sync.outbound.publisher import publish_changes
+from sync.store.db import session_scope
+from sync.store.dbtypes import utcnow
+from sync.store.models import WriteBack
+from sync.writeback.queue import flush_writebacks
 from tests import bench_rig as _harness
 
 LATENCY_S = 0.005

@@ -9,7 +9,7 @@ remote_rig), as the real services are remote: their record-keeping does not comp
 this process's GIL, for the engine's cycle or the naive path. Sequence, on one injected clock shared by
 both emulators:
 
-  T0       insert the flagged work orders; the start-up heap frozen (sync.daemon.freeze_startup_heap, as
+  T0       insert the flagged work orders; start-up heap frozen (sync.service.daemon.freeze_startup_heap, as
            the daemon does); full first-load cycle; drain acks, process, flush confirmations
   T0+30m   one unrelated (unflagged) work order edit; one cycle, which re-reads the confirmation write-backs
            (the "echo" cycle: reported, nothing is published) and moves the watermark past them
@@ -53,10 +53,10 @@ sys.path.insert(0, str(_HERE.parent))
 
 from connector.crm import format_soql
 from connector.mapping import build_records, soql_select
-from connector.sandbox.salesforce import trusting_session
-from sync.daemon import freeze_startup_heap
-from sync.publisher import PublishReport, publish_changes
-from sync.writeback import flush_writebacks
+from connector.sandbox.salesforce.emulator import trusting_session
+from sync.outbound.publisher import PublishReport, publish_changes
+from sync.service.daemon import freeze_startup_heap
+from sync.writeback.queue import flush_writebacks
 from tests import bench_rig as _harness
 
 LATENCY_S = 0.002

@@ -1,12 +1,12 @@
-"""Alembic environment: uses the engine handed in by `sync.db` (or sqlalchemy.url) and SQLModel's metadata."""
+"""Alembic environment: uses the engine from `sync.store.db` (or sqlalchemy.url) and SQLModel's metadata."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlmodel import SQLModel
 
-import sync.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from sync.db import make_engine
+import sync.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from sync.store.db import make_engine
 
 OUR_TABLES = set(SQLModel.metadata.tables)
 

@@ -13,10 +13,10 @@ from typing import Any
 import requests
 from sqlalchemy import Engine
 
-from connector.dispatch_connect import DispatchConnectClient
+from connector.dispatch_connect.client import DispatchConnectClient
 from connector.mapping import MappingConfig, load_mapping
-from sync.db import check_schema, make_engine
 from sync.settings import Settings
+from sync.store.db import check_schema, make_engine
 
 
 @dataclass

@@ -25,17 +25,17 @@ import requests
 import yaml
 
 from connector.crm import connect_salesforce
-from connector.dispatch_connect import DispatchConnectClient
+from connector.dispatch_connect.client import DispatchConnectClient
 from connector.mapping import load_mapping
-from connector.sandbox.dispatch import DispatchEmulator
-from connector.sandbox.salesforce import SalesforceEmulator, trusting_session
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
+from connector.sandbox.salesforce.emulator import SalesforceEmulator, trusting_session
 from sync.context import SyncContext
-from sync.daemon import freeze_startup_heap
-from sync.db import make_engine, upgrade
-from sync.poller import drain_outbound_queue
-from sync.processor import process_inbox
+from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.processor import process_inbox
+from sync.service.daemon import freeze_startup_heap
 from sync.settings import load_settings
-from sync.writeback import flush_writebacks
+from sync.store.db import make_engine, upgrade
+from sync.writeback.queue import flush_writebacks
 from tests.org import PROVIDER_ACCOUNT
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, text
 
-from sync.db import make_engine, upgrade
+from sync.store.db import make_engine, upgrade
 from tests.postgres_server import ThrowawayPostgres, binaries_available, configured_url
 
 # Settings come from the environment: keep the developer's own variables out of the tests.

@@ -23,11 +23,11 @@ import yaml
 from click.testing import CliRunner
 from sqlmodel import Session, select
 
-from connector.sandbox.dispatch import DispatchEmulator
-from connector.sandbox.salesforce import SalesforceEmulator
-from sync.cli import cli
-from sync.db import make_engine, upgrade
-from sync.models import InboxMessage, OutboxBatch, SyncLog, TrackedRecord, WriteBack
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
+from connector.sandbox.salesforce.emulator import SalesforceEmulator
+from sync.service.cli import cli
+from sync.store.db import make_engine, upgrade
+from sync.store.models import InboxMessage, OutboxBatch, SyncLog, TrackedRecord, WriteBack
 
 FIXTURE = Path(__file__).parent.parent / "connector" / "sandbox" / "fixtures" / "field_service_org.yaml"
 PUBLIC_KEY = "organization|31337|secret-scan"
@@ -145,7 +145,7 @@ def _seed(sf: SalesforceEmulator) -> tuple[str, str, str]:
 
 def _start(env: dict[str, str], cwd: Path) -> tuple[Outputs, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sync.cli", "run"],
+        [sys.executable, "-m", "sync.service.cli", "run"],
         env=env,
         cwd=cwd,
         text=True,
@@ -261,7 +261,7 @@ def test_wrong_password_fails_clearly_without_secrets(
     wrong = "Wr0ng-Pw!" + PASSWORD[::-1]
     env = _env(sf, dispatch, db_url, SALESFORCE_PASSWORD=wrong)
     result = subprocess.run(
-        [sys.executable, "-m", "sync.cli", "run", "--once"],
+        [sys.executable, "-m", "sync.service.cli", "run", "--once"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -289,7 +289,7 @@ def test_daemon_start_with_wrong_password_stops_clearly(
     _seed(sf)
     env = _env(sf, dispatch, db_url, SALESFORCE_PASSWORD="Wr0ng-Pw!")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sync.cli", "run"], env=env, cwd=tmp_path, text=True,
+        [sys.executable, "-m", "sync.service.cli", "run"], env=env, cwd=tmp_path, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

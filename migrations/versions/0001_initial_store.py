@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import sync.dbtypes
+import sync.store.dbtypes
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=32), nullable=True),
         sa.Column("status_message", sa.Text(), nullable=True),
         sa.Column("milestones", sa.JSON(), nullable=True),
-        sa.Column("updated_at", sync.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("updated_at", sync.store.dbtypes.UTCDateTime(), nullable=True),
         sa.Column("attributes", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_entity_state")),
         sa.UniqueConstraint("kind", "external_id", name=op.f("uq_entity_state_kind")),
@@ -51,10 +51,10 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("deliveries", sa.Integer(), nullable=False),
-        sa.Column("received_at", sync.dbtypes.UTCDateTime(), nullable=False),
-        sa.Column("acked_at", sync.dbtypes.UTCDateTime(), nullable=True),
-        sa.Column("processed_at", sync.dbtypes.UTCDateTime(), nullable=True),
-        sa.Column("next_attempt_at", sync.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("received_at", sync.store.dbtypes.UTCDateTime(), nullable=False),
+        sa.Column("acked_at", sync.store.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("processed_at", sync.store.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("next_attempt_at", sync.store.dbtypes.UTCDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("message_id", name=op.f("pk_inbox_message")),
     )
@@ -66,7 +66,7 @@ def upgrade() -> None:
         "lease",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("holder", sa.String(length=128), nullable=False),
-        sa.Column("expires_at", sync.dbtypes.UTCDateTime(), nullable=False),
+        sa.Column("expires_at", sync.store.dbtypes.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_lease")),
     )
     op.create_table(
@@ -76,9 +76,9 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("record_count", sa.Integer(), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=True),
-        sa.Column("created_at", sync.dbtypes.UTCDateTime(), nullable=False),
-        sa.Column("sent_at", sync.dbtypes.UTCDateTime(), nullable=True),
-        sa.Column("confirmed_at", sync.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("created_at", sync.store.dbtypes.UTCDateTime(), nullable=False),
+        sa.Column("sent_at", sync.store.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("confirmed_at", sync.store.dbtypes.UTCDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("message_id", name=op.f("pk_outbox_batch")),
     )
@@ -104,7 +104,7 @@ def upgrade() -> None:
     op.create_table(
         "sync_log",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", sync.dbtypes.UTCDateTime(), nullable=False),
+        sa.Column("at", sync.store.dbtypes.UTCDateTime(), nullable=False),
         sa.Column("level", sa.String(length=10), nullable=False),
         sa.Column("direction", sa.String(length=10), nullable=False),
         sa.Column("entity", sa.String(length=40), nullable=True),
@@ -131,8 +131,8 @@ def upgrade() -> None:
         sa.Column("snapshot", sa.JSON(), nullable=True),
         sa.Column("flagged", sa.Boolean(), nullable=False),
         sa.Column("last_message_id", sa.String(length=64), nullable=True),
-        sa.Column("published_at", sync.dbtypes.UTCDateTime(), nullable=True),
-        sa.Column("confirmed_at", sync.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("published_at", sync.store.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("confirmed_at", sync.store.dbtypes.UTCDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tracked_record")),
         sa.UniqueConstraint("crm_object", "crm_id", name=op.f("uq_tracked_record_crm_object")),
@@ -143,8 +143,8 @@ def upgrade() -> None:
     op.create_table(
         "watermark",
         sa.Column("crm_object", sa.String(length=80), nullable=False),
-        sa.Column("system_modstamp", sync.dbtypes.UTCDateTime(), nullable=True),
-        sa.Column("updated_at", sync.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("system_modstamp", sync.store.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("updated_at", sync.store.dbtypes.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("crm_object", name=op.f("pk_watermark")),
     )
     op.create_table(
@@ -158,9 +158,9 @@ def upgrade() -> None:
         sa.Column("source", sa.String(length=128), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("created_at", sync.dbtypes.UTCDateTime(), nullable=False),
-        sa.Column("next_attempt_at", sync.dbtypes.UTCDateTime(), nullable=True),
-        sa.Column("flushed_at", sync.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("created_at", sync.store.dbtypes.UTCDateTime(), nullable=False),
+        sa.Column("next_attempt_at", sync.store.dbtypes.UTCDateTime(), nullable=True),
+        sa.Column("flushed_at", sync.store.dbtypes.UTCDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_write_back")),
     )

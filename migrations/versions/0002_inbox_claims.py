@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import sync.dbtypes
+import sync.store.dbtypes
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -20,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("inbox_message", schema=None) as batch_op:
         batch_op.add_column(sa.Column("claimed_by", sa.String(length=128), nullable=True))
-        batch_op.add_column(sa.Column("claimed_until", sync.dbtypes.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("claimed_until", sync.store.dbtypes.UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:

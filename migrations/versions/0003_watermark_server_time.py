@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import sync.dbtypes
+import sync.store.dbtypes
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("watermark", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("server_time", sync.dbtypes.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("server_time", sync.store.dbtypes.UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:

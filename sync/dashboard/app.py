@@ -25,10 +25,10 @@ from statemachines import KINDS, mermaid, transition_table
 from sync.dashboard.auth import install_token_guard
 from sync.dashboard.diagram import machine_svg
 from sync.dashboard.timeline import record_timeline
-from sync.dbtypes import utcnow
-from sync.health import JobHealth, JobStatus
-from sync.models import InboxMessage, OutboxBatch, SyncLog, WriteBack
-from sync.synclog import DIRECTIONS, LEVELS, query_log
+from sync.service.health import JobHealth, JobStatus
+from sync.store.dbtypes import utcnow
+from sync.store.models import InboxMessage, OutboxBatch, SyncLog, WriteBack
+from sync.store.synclog import DIRECTIONS, LEVELS, query_log
 
 TEMPLATES = Path(__file__).parent / "templates"
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"

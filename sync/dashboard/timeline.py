@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import String, cast, or_
 from sqlmodel import Session, col, select
 
-from sync.models import (
+from sync.store.models import (
     EntityStateRow,
     InboxMessage,
     OutboxBatch,

@@ -12,14 +12,14 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
+from connector.dispatch_connect.signing import sign
 from connector.mapping import MappingConfig, load_mapping
-from connector.sandbox.dispatch import DispatchEmulator
-from connector.signing import sign
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
 from sync.context import SyncContext
-from sync.db import make_engine, session_scope, upgrade
-from sync.dbtypes import utcnow
-from sync.models import OutboxBatch, OutboxItem, TrackedRecord
 from sync.settings import load_settings
+from sync.store.db import make_engine, session_scope, upgrade
+from sync.store.dbtypes import utcnow
+from sync.store.models import OutboxBatch, OutboxItem, TrackedRecord
 from tests.e2e.conftest import harness  # noqa: F401
 
 MAX_ATTEMPTS = 2

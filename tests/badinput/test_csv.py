@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.canonical import CsvRowError, InboundRecord, parse_csv_body
-from connector.dispatch_connect import DispatchConnectClient
-from connector.sandbox.dispatch import DispatchEmulator
+from connector.dispatch_connect.canonical import CsvRowError, InboundRecord, parse_csv_body
+from connector.dispatch_connect.client import DispatchConnectClient
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
 from tests.badinput.conftest import DISPATCH_KEY, DISPATCH_SECRET, post_signed
 
 FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
-from sync.models import InboxMessage, SyncLog
+from sync.store.models import InboxMessage, SyncLog
 from tests.e2e.conftest import Harness
 
 VALID_HOSTILE = {
@@ -72,7 +72,7 @@ def test_event_with_lone_surrogate_id_is_stored_and_acked(harness: Harness) -> N
 
 
 def _drain(harness: Harness):  # type: ignore[no-untyped-def]
-    from sync.poller import drain_outbound_queue
+    from sync.inbound.poller import drain_outbound_queue
 
     return drain_outbound_queue(harness.ctx)
 

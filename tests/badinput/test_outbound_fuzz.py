@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from connector.dispatch_connect import MalformedMessage, OutboundMessage
-from sync.dbtypes import utcnow
-from sync.models import EntityStateRow, InboxMessage, SyncLog, WriteBack
-from sync.processor import process_inbox
+from connector.dispatch_connect.client import MalformedMessage, OutboundMessage
+from sync.inbound.processor import process_inbox
+from sync.store.dbtypes import utcnow
+from sync.store.models import EntityStateRow, InboxMessage, SyncLog, WriteBack
 from tests.badinput.conftest import MAX_ATTEMPTS, StoreFactory
 from tests.badinput.strategies import envelopes, json_values
 

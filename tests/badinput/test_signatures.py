@@ -9,11 +9,11 @@ import pytest
 import requests
 from sqlmodel import Session, select
 
-from connector.dispatch_connect import DispatchConnectClient, SignatureRejected
-from connector.sandbox.dispatch import DispatchEmulator
-from connector.signing import sign
-from sync.models import OutboxBatch, SyncLog
-from sync.poller import drain_outbound_queue
+from connector.dispatch_connect.client import DispatchConnectClient, SignatureRejected
+from connector.dispatch_connect.signing import sign
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
+from sync.inbound.poller import drain_outbound_queue
+from sync.store.models import OutboxBatch, SyncLog
 from tests.badinput.conftest import DISPATCH_KEY, DISPATCH_SECRET
 from tests.e2e.conftest import PUBLIC_KEY, SECRET, Harness
 

@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from connector.crm import RetryPolicy, connect_salesforce
-from connector.dispatch_connect import DispatchConnectClient
+from connector.dispatch_connect.client import DispatchConnectClient
 from connector.mapping import load_mapping
-from connector.sandbox.dispatch_queue import QueueFaults
+from connector.sandbox.dispatch_connect.queue import QueueFaults
 from connector.sandbox.server import Faults
 from sync.context import SyncContext
-from sync.poller import drain_outbound_queue
-from sync.processor import process_inbox
-from sync.publisher import publish_changes
+from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.processor import process_inbox
+from sync.outbound.publisher import publish_changes
 from sync.settings import load_settings
-from sync.writeback import flush_writebacks
+from sync.writeback.queue import flush_writebacks
 from tests.chaos.scenario import (
     PASSWORD,
     PUBLIC_KEY,

@@ -27,12 +27,12 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from connector.sandbox.dispatch import DispatchEmulator
-from connector.sandbox.dispatch_queue import QueueFaults
-from connector.sandbox.salesforce import SalesforceEmulator
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
+from connector.sandbox.dispatch_connect.queue import QueueFaults
+from connector.sandbox.salesforce.emulator import SalesforceEmulator
 from connector.sandbox.server import Faults
-from sync.db import make_engine, upgrade
-from sync.models import InboxMessage, OutboxBatch, SyncLog, TrackedRecord, WriteBack
+from sync.store.db import make_engine, upgrade
+from sync.store.models import InboxMessage, OutboxBatch, SyncLog, TrackedRecord, WriteBack
 from tests.org import PROVIDER_ACCOUNT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -384,7 +384,7 @@ def crm_state(w: World) -> dict[int, dict[str, Any]]:
 
 # --- the daemon subprocess ---------------------------------------------------------------------------
 class DaemonProcess:
-    """`python -m sync.cli run` against both emulators; stdout/stderr go to a file (no pipe to fill)."""
+    """`python -m sync.service.cli run` against both emulators; output goes to a file (no pipe to fill)."""
 
     def __init__(self, w: World, workdir: Path, *, interval_s: float = 0.2, batch_size: int = 200) -> None:
         self.w, self.workdir = w, workdir
@@ -422,7 +422,7 @@ class DaemonProcess:
             out.write(f"--- start {self.kills}\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sync.cli", "run"],
+                [sys.executable, "-m", "sync.service.cli", "run"],
                 env=self.env,
                 cwd=self.workdir,
                 stdout=out,
@@ -443,7 +443,7 @@ class DaemonProcess:
 
     def kill9(self) -> None:
         """SIGKILL and reap. The dead process's leases stay behind, as after a real crash: the restarted
-        daemon must take them over by itself (sync/locks.py recognises a dead holder on this host)."""
+        daemon must take them over by itself (sync/store/locks.py recognises a dead holder on this host)."""
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)

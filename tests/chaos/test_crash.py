@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from sync.models import Lease
+from sync.store.models import Lease
 from tests.chaos.scenario import (
     DaemonProcess,
     FastClock,

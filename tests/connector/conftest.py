@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from connector.dispatch_connect import DispatchConnectClient
-from connector.sandbox.dispatch import DispatchEmulator
+from connector.dispatch_connect.client import DispatchConnectClient
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
 
 DISPATCH_KEY = "account|999|acme"
 DISPATCH_SECRET = "0f" * 32

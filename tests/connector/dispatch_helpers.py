@@ -8,8 +8,8 @@ from typing import Any
 
 import requests
 
-from connector.dispatch_connect import DispatchConnectClient, OutboundMessage
-from connector.signing import sign
+from connector.dispatch_connect.client import DispatchConnectClient, OutboundMessage
+from connector.dispatch_connect.signing import sign
 from tests.connector.conftest import DISPATCH_KEY, DISPATCH_SECRET
 
 

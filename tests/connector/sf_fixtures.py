@@ -9,7 +9,7 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from connector.crm import RetryPolicy, SalesforceGateway, connect_salesforce, login_domain
-from connector.sandbox.salesforce import (
+from connector.sandbox.salesforce.emulator import (
     DEMO_FIXTURE,
     DEMO_PASSWORD,
     DEMO_SECURITY_TOKEN,

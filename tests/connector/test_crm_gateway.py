@@ -22,12 +22,12 @@ from connector.crm import (
     login_domain,
 )
 from connector.errors import ConfigurationError
-from connector.sandbox.salesforce import DEMO_CLIENT_ID as SF_CLIENT_ID
-from connector.sandbox.salesforce import DEMO_CLIENT_SECRET as SF_CLIENT_SECRET
-from connector.sandbox.salesforce import DEMO_PASSWORD as SF_PASSWORD
-from connector.sandbox.salesforce import DEMO_SECURITY_TOKEN as SF_TOKEN
-from connector.sandbox.salesforce import DEMO_USERNAME as SF_USER
-from connector.sandbox.salesforce import SalesforceEmulator
+from connector.sandbox.salesforce.emulator import DEMO_CLIENT_ID as SF_CLIENT_ID
+from connector.sandbox.salesforce.emulator import DEMO_CLIENT_SECRET as SF_CLIENT_SECRET
+from connector.sandbox.salesforce.emulator import DEMO_PASSWORD as SF_PASSWORD
+from connector.sandbox.salesforce.emulator import DEMO_SECURITY_TOKEN as SF_TOKEN
+from connector.sandbox.salesforce.emulator import DEMO_USERNAME as SF_USER
+from connector.sandbox.salesforce.emulator import SalesforceEmulator
 
 if TYPE_CHECKING:
     from tests.connector.sf_fixtures import SfClock, SleepRecorder

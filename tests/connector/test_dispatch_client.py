@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from connector.dispatch_connect import (
+from connector.dispatch_connect.client import (
     DispatchConnectClient,
     DispatchRejected,
     DispatchUnavailable,
@@ -18,9 +18,9 @@ from connector.dispatch_connect import (
     OutboundMessage,
     SignatureRejected,
 )
+from connector.dispatch_connect.signing import verify
 from connector.errors import RemoteRejected, TransientError
-from connector.sandbox.dispatch import DispatchEmulator
-from connector.signing import verify
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
 from tests.connector.conftest import DISPATCH_KEY, DISPATCH_SECRET
 from tests.connector.dispatch_helpers import ORG, drain, job, puts
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from connector.canonical import to_csv
-from connector.dispatch_connect import DispatchConnectClient
-from connector.sandbox.dispatch import DispatchEmulator
+from connector.dispatch_connect.canonical import to_csv
+from connector.dispatch_connect.client import DispatchConnectClient
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
 from tests.connector.dispatch_helpers import (
     ORG,
     canonical,
@@ -65,7 +65,7 @@ def test_gzip_body_signed_compressed_is_applied(dispatch_emulator: DispatchEmula
 def test_signature_over_uncompressed_bytes_of_gzip_body_is_401(
     dispatch_emulator: DispatchEmulator,
 ) -> None:
-    from connector.signing import sign
+    from connector.dispatch_connect.signing import sign
     from tests.connector.conftest import DISPATCH_SECRET
 
     raw = canonical(ORG)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from connector.dispatch_connect import DispatchConnectClient, OutboundMessage
-from connector.sandbox.dispatch import DispatchEmulator
+from connector.dispatch_connect.client import DispatchConnectClient, OutboundMessage
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
 from tests.connector.dispatch_helpers import ADDRESS, ORG, drain, job, shape
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "outbound-samples"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from connector.dispatch_connect import DispatchConnectClient, ReceiptRefused
-from connector.sandbox.dispatch import DispatchEmulator
+from connector.dispatch_connect.client import DispatchConnectClient, ReceiptRefused
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
 from tests.connector.conftest import DispatchFakeClock
 from tests.connector.dispatch_helpers import post_signed
 

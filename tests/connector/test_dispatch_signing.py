@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from connector.dispatch_connect.signing import sign, verify
 from connector.errors import ConfigurationError
-from connector.signing import sign, verify
 
 ZERO_SECRET = "00" * 32
 

@@ -7,8 +7,8 @@ import gzip
 
 import requests
 
-from connector.sandbox.dispatch import DispatchEmulator
-from connector.sandbox.salesforce import SalesforceEmulator
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
+from connector.sandbox.salesforce.emulator import SalesforceEmulator
 
 pytest_plugins = ["tests.connector.sf_fixtures"]
 

@@ -16,11 +16,11 @@ from simple_salesforce.exceptions import (
 )
 
 from connector.crm import login_domain
-from connector.sandbox.salesforce import DEMO_CLIENT_ID as SF_CLIENT_ID
-from connector.sandbox.salesforce import DEMO_CLIENT_SECRET as SF_CLIENT_SECRET
-from connector.sandbox.salesforce import DEMO_PASSWORD as SF_PASSWORD
-from connector.sandbox.salesforce import DEMO_USERNAME as SF_USER
-from connector.sandbox.salesforce import SalesforceEmulator
+from connector.sandbox.salesforce.emulator import DEMO_CLIENT_ID as SF_CLIENT_ID
+from connector.sandbox.salesforce.emulator import DEMO_CLIENT_SECRET as SF_CLIENT_SECRET
+from connector.sandbox.salesforce.emulator import DEMO_PASSWORD as SF_PASSWORD
+from connector.sandbox.salesforce.emulator import DEMO_USERNAME as SF_USER
+from connector.sandbox.salesforce.emulator import SalesforceEmulator
 
 if TYPE_CHECKING:
     from tests.connector.sf_fixtures import SfClock

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connector.sandbox import soql_eval
-from connector.sandbox.salesforce_store import SalesforceApiError, SalesforceStore, load_fixture
+from connector.sandbox.salesforce import soql_eval
+from connector.sandbox.salesforce.store import SalesforceApiError, SalesforceStore, load_fixture
 
 FIXTURE = {
     "objects": {

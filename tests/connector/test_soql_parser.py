@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from connector.sandbox import soql
-from connector.sandbox.soql import BoolOp, Compare, InList, Like, Literal, Not, OrderItem
+from connector.sandbox.salesforce import soql
+from connector.sandbox.salesforce.soql import BoolOp, Compare, InList, Like, Literal, Not, OrderItem
 
 
 def where(clause: str) -> soql.Expr:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from connector.sandbox.dispatch import DispatchEmulator
-from connector.sandbox.salesforce import SalesforceEmulator
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
+from connector.sandbox.salesforce.emulator import SalesforceEmulator
 from tests.e2e.conftest import (
     FIXTURE,
     PUBLIC_KEY,

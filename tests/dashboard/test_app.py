@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from sync.dashboard.app import create_dashboard_app, parse_since
-from sync.health import JobHealth
+from sync.service.health import JobHealth
 from tests.dashboard.conftest import HOSTILE, Scenario
 
 TOKEN = "s3cret-dashboard-token"

@@ -14,7 +14,7 @@ import uvicorn
 from playwright.sync_api import Dialog, Page, sync_playwright
 
 from sync.dashboard.app import create_dashboard_app
-from sync.health import JobHealth
+from sync.service.health import JobHealth
 from tests.dashboard.conftest import Scenario
 
 CHROMIUM = Path("/usr/bin/chromium")

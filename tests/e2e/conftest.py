@@ -10,17 +10,17 @@ from typing import Any
 import pytest
 
 from connector.crm import connect_salesforce
-from connector.dispatch_connect import DispatchConnectClient
+from connector.dispatch_connect.client import DispatchConnectClient
 from connector.mapping import load_mapping
-from connector.sandbox.dispatch import DispatchEmulator
-from connector.sandbox.salesforce import SalesforceEmulator
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
+from connector.sandbox.salesforce.emulator import SalesforceEmulator
 from sync.context import SyncContext
-from sync.db import make_engine, upgrade
-from sync.poller import drain_outbound_queue
-from sync.processor import process_inbox
-from sync.publisher import PublishReport, publish_changes
+from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.processor import process_inbox
+from sync.outbound.publisher import PublishReport, publish_changes
 from sync.settings import load_settings
-from sync.writeback import flush_writebacks
+from sync.store.db import make_engine, upgrade
+from sync.writeback.queue import flush_writebacks
 from tests.org import PROVIDER_ACCOUNT
 
 FIXTURE = Path(__file__).parents[2] / "connector" / "sandbox" / "fixtures" / "field_service_org.yaml"

@@ -16,8 +16,8 @@ from pathlib import Path
 import requests
 from sqlmodel import Session, select
 
-from sync.daemon import Daemon, freeze_startup_heap
-from sync.models import OutboxBatch, SyncLog
+from sync.service.daemon import Daemon, freeze_startup_heap
+from sync.store.models import OutboxBatch, SyncLog
 from tests.e2e.conftest import PASSWORD, PUBLIC_KEY, SECRET, TOKEN, USERNAME, Harness
 
 
@@ -86,7 +86,7 @@ def _start_daemon(harness: Harness, tmp_path: Path) -> tuple[subprocess.Popen[st
         BATCH_SIZE="7",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sync.cli", "run"],
+        [sys.executable, "-m", "sync.service.cli", "run"],
         env=env,
         cwd=tmp_path,
         text=True,

@@ -10,11 +10,11 @@ import yaml
 from sqlmodel import Session, select
 
 from connector.mapping import DEFAULT_MAPPING, load_mapping
-from sync.admin import flag_records
-from sync.locks import LockHeld, single_instance, take_lease
-from sync.models import OutboxBatch, WriteBack
-from sync.poller import drain_outbound_queue
-from sync.writeback import enqueue_update, flush_writebacks
+from sync.inbound.poller import drain_outbound_queue
+from sync.service.admin import flag_records
+from sync.store.locks import LockHeld, single_instance, take_lease
+from sync.store.models import OutboxBatch, WriteBack
+from sync.writeback.queue import enqueue_update, flush_writebacks
 from tests.e2e.conftest import Harness
 
 
@@ -68,7 +68,7 @@ def test_request_limit_backs_off_and_nothing_is_lost(harness: Harness) -> None:
     harness.publish()
     harness.sf.fail_next_with_request_limit(50)
     drain_outbound_queue(harness.ctx)
-    from sync.processor import process_inbox
+    from sync.inbound.processor import process_inbox
 
     process_inbox(harness.ctx)
     report = flush_writebacks(harness.ctx.engine, harness.ctx.crm)
@@ -135,7 +135,7 @@ def test_bulk_flag_quotes_values_safely(harness: Harness) -> None:
 
 
 def test_errors_are_mirrored_into_the_crm_log_object(harness: Harness) -> None:
-    from sync.daemon import Daemon
+    from sync.service.daemon import Daemon
 
     wo = harness.work_order(State=None, PostalCode=None)
     daemon = Daemon(harness.ctx)
@@ -152,7 +152,7 @@ def test_errors_are_mirrored_into_the_crm_log_object(harness: Harness) -> None:
 def test_an_older_write_back_in_backoff_never_overwrites_a_newer_one(harness: Harness) -> None:
     from datetime import timedelta
 
-    from sync.dbtypes import utcnow
+    from sync.store.dbtypes import utcnow
 
     wo = harness.work_order()
     with Session(harness.ctx.engine) as session:
@@ -175,7 +175,7 @@ def test_a_killed_holders_lease_is_taken_over_at_once(harness: Harness) -> None:
     import subprocess
     import sys
 
-    from sync.locks import HOLDER
+    from sync.store.locks import HOLDER
 
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True

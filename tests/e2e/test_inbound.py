@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from connector.dispatch_connect import OutboundMessage
-from sync.events import split_survey_comment
-from sync.models import EntityStateRow, InboxMessage, SyncLog, TrackedRecord
-from sync.poller import drain_outbound_queue
-from sync.processor import process_inbox, retry_dead
+from connector.dispatch_connect.client import OutboundMessage
+from sync.inbound.events import split_survey_comment
+from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.processor import process_inbox, retry_dead
+from sync.store.models import EntityStateRow, InboxMessage, SyncLog, TrackedRecord
 from tests.e2e.conftest import Harness
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "outbound-samples"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
-from sync.models import OutboxBatch, SyncLog, TrackedRecord, WriteBack
+from sync.store.models import OutboxBatch, SyncLog, TrackedRecord, WriteBack
 from tests.e2e.conftest import Harness
 
 
@@ -147,7 +147,7 @@ def test_soql_injection_in_record_data_is_harmless(harness: Harness) -> None:
 def test_backfill_can_be_interrupted_and_resumed_without_resending(harness: Harness) -> None:
     from sqlmodel import Session
 
-    from sync.publisher import backfill_all, count_flagged
+    from sync.outbound.publisher import backfill_all, count_flagged
 
     orders = [harness.work_order(Subject=f"Job {n}") for n in range(25)]
     assert count_flagged(harness.ctx) == 26  # 25 work orders + the provider account
@@ -266,7 +266,7 @@ def test_record_read_twice_in_one_unit_is_tracked_once_with_its_newest_values(ha
     """A query can return a record twice (it changed while its cursor was open): one tracked row, newest
     values."""
     from connector.mapping import soql_select
-    from sync.publisher import PublishReport, _decide_rows, _Unit
+    from sync.outbound.publisher import PublishReport, _decide_rows, _Unit
 
     wo = harness.work_order()
     harness.publish()
@@ -294,8 +294,8 @@ def test_store_failure_recording_a_sent_batch_raises_and_the_batch_is_resent(
     refuses a record, the cycle still fails loudly and that batch is re-sent, same MessageId, next cycle."""
     from sqlalchemy.exc import OperationalError
 
-    import sync.publisher as publisher
-    from sync.writeback import flush_writebacks
+    import sync.outbound.publisher as publisher
+    from sync.writeback.queue import flush_writebacks
 
     first, second = harness.work_order(), harness.work_order(Subject="Second visit")
     harness.ctx.settings.dispatch_acks = False  # the record transaction confirms too

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, col, select
 
-from sync.db import make_engine, upgrade
-from sync.locks import LockHeld, single_instance
-from sync.models import InboxMessage, SyncLog, TrackedRecord
+from sync.store.db import make_engine, upgrade
+from sync.store.locks import LockHeld, single_instance
+from sync.store.models import InboxMessage, SyncLog, TrackedRecord
 
 pytestmark = pytest.mark.postgres
 JOB_SEQUENCE = ["offered", "unscheduled"]  # then scheduled / paused alternately: every event a transition
@@ -24,8 +24,8 @@ WORKER = """
 import sys
 from connector.mapping import load_mapping
 from sync.context import SyncContext
-from sync.db import make_engine
-from sync.processor import process_inbox
+from sync.store.db import make_engine
+from sync.inbound.processor import process_inbox
 from sync.settings import load_settings
 settings = load_settings(database_url=sys.argv[1])
 ctx = SyncContext(settings=settings, engine=make_engine(settings.database_url), mapping=load_mapping())
@@ -105,8 +105,8 @@ def test_three_workers_apply_every_event_once_and_in_order(pg_url: str) -> None:
 
 HOLDER = """
 import sys, time
-from sync.db import make_engine
-from sync.locks import single_instance
+from sync.store.db import make_engine
+from sync.store.locks import single_instance
 with single_instance(make_engine(sys.argv[1]), "poller"):
     print("held", flush=True)
     time.sleep(120)

@@ -18,7 +18,7 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
         k: v for k, v in os.environ.items() if not k.startswith(("DISPATCH_", "SALESFORCE_", "DATABASE_URL"))
     }
     return subprocess.run(
-        [sys.executable, "-m", "sync.cli", *args],
+        [sys.executable, "-m", "sync.service.cli", *args],
         cwd=cwd,
         env={**clean, **env},
         capture_output=True,
@@ -59,8 +59,8 @@ def test_unmigrated_database_is_refused_then_upgrade_fixes_it(tmp_path: Path) ->
 
 
 def test_log_filters_by_level_and_record(tmp_path: Path) -> None:
-    from sync.db import make_engine, session_scope, upgrade
-    from sync.synclog import write_log
+    from sync.store.db import make_engine, session_scope, upgrade
+    from sync.store.synclog import write_log
 
     url = f"sqlite:///{tmp_path}/dispatch_connector.db"
     engine = make_engine(url)

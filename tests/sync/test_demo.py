@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from sync.demo import run_demo
+from sync.service.demo import run_demo
 
 
 def test_demo_runs_the_loop_and_shows_records_and_error() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from sync.db import make_engine
-from sync.sqlite_wal import AUTOCHECKPOINT_PAGES, WalCheckpointer, checkpointer_of
+from sync.store.db import make_engine
+from sync.store.sqlite_wal import AUTOCHECKPOINT_PAGES, WalCheckpointer, checkpointer_of
 
 
 def _fill(engine, rows: int = 2000) -> None:  # type: ignore[no-untyped-def]
@@ -69,7 +69,7 @@ def test_a_failed_turn_is_logged_and_the_next_one_runs(
         return real(connection)
 
     monkeypatch.setattr(checkpointer, "checkpoint", flaky)
-    with caplog.at_level(logging.WARNING, logger="sync.sqlite_wal"):
+    with caplog.at_level(logging.WARNING, logger="sync.store.sqlite_wal"):
         checkpointer.start()
         while len(calls) < 2:
             assert checkpointer.turned.wait(10)

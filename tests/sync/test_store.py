@@ -9,7 +9,8 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel, select
 
-from sync.db import (
+from sync.errors import StoreNotReady
+from sync.store.db import (
     check_schema,
     current_revision,
     downgrade,
@@ -18,8 +19,7 @@ from sync.db import (
     session_scope,
     upgrade,
 )
-from sync.errors import StoreNotReady
-from sync.models import EntityStateRow, InboxMessage, SyncLog, TrackedRecord
+from sync.store.models import EntityStateRow, InboxMessage, SyncLog, TrackedRecord
 
 OUR_TABLES = set(SQLModel.metadata.tables)
 

@@ -1,0 +1,1 @@
+"""The Salesforce REST emulator: HTTPS with a throwaway CA, SOQL subset, CRUD, Collections, faults."""

@@ -1,0 +1,1 @@
+"""Field service -> engine: pull channels drained and push channels received into the inbox, processed."""

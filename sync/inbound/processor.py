@@ -1,0 +1,177 @@
+"""Dispatch -> CRM, step two: apply stored inbox messages, one transaction per message.
+
+A message's state changes, sync-log rows and write-back intents commit together with its `processed`
+mark, so an event has exactly one effect even if the process dies half way. A message that raises is
+rolled back, retried with backoff, and after `max_attempts` marked `dead` with its error in the sync log;
+the messages behind it keep flowing. Redelivered messages never reach here twice: the inbox is keyed by
+message ID.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, text
+from sqlmodel import col, select
+
+from connector.dispatch_connect.client import OutboundMessage
+from sync.context import SyncContext
+from sync.inbound.events import EventContext, handle_action
+from sync.store.db import session_scope
+from sync.store.dbtypes import utcnow
+from sync.store.locks import HOLDER
+from sync.store.models import InboxMessage
+from sync.store.synclog import write_log
+from sync.writeback.queue import backoff
+
+
+@dataclass
+class ProcessReport:
+    processed: int = 0
+    failed: int = 0
+    dead: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def due_messages(ctx: SyncContext, limit: int) -> list[str]:
+    now = utcnow()
+    with session_scope(ctx.engine) as session:
+        query = (
+            select(InboxMessage.message_id)
+            .where(col(InboxMessage.status) == "new")
+            .where(or_(col(InboxMessage.next_attempt_at).is_(None), col(InboxMessage.next_attempt_at) <= now))
+            .order_by(col(InboxMessage.received_at), col(InboxMessage.message_id))
+            .limit(limit)
+        )
+        return list(session.exec(query).all())
+
+
+# Several workers on PostgreSQL: claim the oldest unprocessed message of each entity, skipping rows another
+# worker has locked. Only the oldest of an entity is claimable, so no two workers hold one entity at once and
+# its events apply in arrival order. A crashed worker's claims lapse after CLAIM_LEASE.
+CLAIM_SQL = text("""
+UPDATE inbox_message SET claimed_by = :worker, claimed_until = :until
+WHERE message_id IN (
+    SELECT m.message_id FROM inbox_message m
+    WHERE m.status = 'new'
+      AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= :now)
+      AND (m.claimed_until IS NULL OR m.claimed_until < :now)
+      AND NOT EXISTS (
+          SELECT 1 FROM inbox_message o
+          WHERE o.entity_key = m.entity_key AND o.status = 'new'
+            AND (o.received_at < m.received_at
+                 OR (o.received_at = m.received_at AND o.message_id < m.message_id)))
+    ORDER BY m.received_at, m.message_id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED)
+RETURNING message_id, received_at
+""")
+CLAIM_BATCH = 10
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+def claim_messages(ctx: SyncContext, limit: int) -> list[str]:
+    now = utcnow()
+    with ctx.engine.begin() as connection:
+        rows = connection.execute(
+            CLAIM_SQL, {"worker": HOLDER, "until": now + CLAIM_LEASE, "now": now, "limit": limit}
+        ).all()
+    return [row.message_id for row in sorted(rows, key=lambda r: (r.received_at, r.message_id))]
+
+
+def process_inbox(ctx: SyncContext, *, limit: int = 1000) -> ProcessReport:
+    report = ProcessReport()
+    if ctx.engine.dialect.name != "postgresql":
+        # SQLite: one writer at a time anyway; process_message re-checks the status under BEGIN IMMEDIATE.
+        _process_ids(ctx, due_messages(ctx, limit), report)
+        return report
+    done = 0
+    while done < limit and (claimed := claim_messages(ctx, min(CLAIM_BATCH, limit - done))):
+        _process_ids(ctx, claimed, report)
+        done += len(claimed)
+    return report
+
+
+def _process_ids(ctx: SyncContext, message_ids: list[str], report: ProcessReport) -> None:
+    for message_id in message_ids:
+        try:
+            if process_message(ctx, message_id):
+                report.processed += 1
+        except Exception as exc:
+            report.failed += 1
+            report.errors.append(f"{message_id}: {type(exc).__name__}: {exc}")
+            if _record_failure(ctx, message_id, exc):
+                report.dead += 1
+
+
+def process_message(ctx: SyncContext, message_id: str) -> bool:
+    """Apply one message; False when another worker already did."""
+    with session_scope(ctx.engine) as session:
+        row = session.get(InboxMessage, message_id, with_for_update=True)
+        if row is None or row.status != "new":
+            return False
+        message = OutboundMessage.parse(row.payload)
+        event_ctx = EventContext(session=session, mapping=ctx.mapping, msg_id=message_id)
+        for action in message.actions:
+            handle_action(event_ctx, action.put_type, action.data)
+        row.status, row.processed_at, row.last_error = "processed", utcnow(), None
+        row.attempts += 1
+        row.claimed_by = row.claimed_until = None
+        session.add(row)
+    return True
+
+
+def _record_failure(ctx: SyncContext, message_id: str, exc: Exception) -> bool:
+    """Count the attempt in a fresh transaction (the failed one was rolled back). True when it went dead."""
+    with session_scope(ctx.engine) as session:
+        row = session.get(InboxMessage, message_id)
+        if row is None:
+            return False
+        row.attempts += 1
+        row.claimed_by = row.claimed_until = None
+        row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+        row.next_attempt_at = utcnow() + backoff(row.attempts, base_s=1.0)
+        dead = row.attempts >= ctx.settings.max_attempts
+        if dead:
+            row.status = "dead"
+            write_log(
+                session,
+                f"message {message_id} ({row.type}) failed {row.attempts} times and is dead; "
+                f"fix the cause, then `dispatch-connector retry --dead`. Last error: {row.last_error}",
+                level="error",
+                direction="in",
+                entity=row.type,
+                msg_id=message_id,
+            )
+        session.add(row)
+        return dead
+
+
+def retry_dead(ctx: SyncContext) -> int:
+    with session_scope(ctx.engine) as session:
+        rows = session.exec(select(InboxMessage).where(col(InboxMessage.status) == "dead")).all()
+        for row in rows:
+            row.status, row.attempts, row.next_attempt_at = "new", 0, None
+            session.add(row)
+        return len(rows)
+
+
+def replay(ctx: SyncContext, message_id: str) -> bool:
+    """Process a stored message again (for support after fixing a mapping); its effects apply once more."""
+    with session_scope(ctx.engine) as session:
+        row = session.get(InboxMessage, message_id)
+        if row is None:
+            return False
+        row.status, row.next_attempt_at = "new", None
+        session.add(row)
+    return process_message(ctx, message_id)
+
+
+def inbox_depth(ctx: SyncContext) -> dict[str, Any]:
+    from sqlalchemy import func
+
+    with session_scope(ctx.engine) as session:
+        rows = session.exec(select(InboxMessage.status, func.count()).group_by(InboxMessage.status)).all()
+    return {status: count for status, count in rows}

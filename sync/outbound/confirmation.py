@@ -1,0 +1,236 @@
+"""Sync confirmation: the one code path for `ack` and `err` events (and for HTTP-200 confirmation).
+
+The publisher records which CRM record every canonical record of a batch came from (outbox items); an
+`ack` or `err` carrying the batch's `msg_id` is matched back to that record here, whether it arrives
+through the poller or a test. Confirmation writes Dispatch_Last_Synced__c and clears Dispatch_Error__c;
+an error writes the error field.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, update
+from sqlmodel import Session, col, select
+
+from connector.mapping import MappingConfig
+from sync.store.db import IN_CLAUSE_CHUNK, chunked
+from sync.store.dbtypes import utcnow
+from sync.store.models import OUTBOX_BATCHES, OUTBOX_ITEMS, TRACKED_RECORDS, OutboxItem, TrackedRecord
+from sync.store.synclog import write_log
+from sync.writeback.queue import enqueue_update, enqueue_updates
+
+
+def _items(
+    session: Session, msg_id: str | None, record_type: str | None, external_id: str | None
+) -> list[OutboxItem]:
+    query = select(OutboxItem)
+    if msg_id:
+        query = query.where(col(OutboxItem.message_id) == msg_id)
+    if record_type:
+        query = query.where(col(OutboxItem.record_type) == record_type)
+    if external_id:
+        query = query.where(col(OutboxItem.external_id) == str(external_id))
+    return list(session.exec(query).all()) if (msg_id or external_id) else []
+
+
+def _tracked(session: Session, item: OutboxItem) -> TrackedRecord | None:
+    if not item.crm_object or not item.crm_id:
+        return None
+    return session.exec(
+        select(TrackedRecord).where(
+            col(TrackedRecord.crm_object) == item.crm_object, col(TrackedRecord.crm_id) == item.crm_id
+        )
+    ).first()
+
+
+def confirm_records(
+    session: Session, mapping: MappingConfig, records: Sequence[TrackedRecord], *, source: str
+) -> None:
+    """Stamp the records confirmed and queue Dispatch_Last_Synced__c (error field cleared) for each."""
+    now = utcnow()
+    for tracked in records:
+        tracked.confirmed_at, tracked.last_error = now, None
+        session.add(tracked)
+    _queue_confirmations(session, mapping, [(t.crm_object, t.crm_id) for t in records], now, source)
+
+
+def _queue_confirmations(
+    session: Session, mapping: MappingConfig, records: Sequence[tuple[str, str]], now: datetime, source: str
+) -> None:
+    updates: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for crm_object, crm_id in records:
+        spec = mapping.objects.get(crm_object)
+        if spec is None:
+            continue
+        fields: dict[str, Any] = {}
+        if spec.write_back.last_synced:
+            fields[spec.write_back.last_synced] = now.isoformat()
+        if spec.write_back.error:
+            fields[spec.write_back.error] = None
+        updates[crm_object].append((crm_id, fields))
+    for crm_object, rows in updates.items():
+        enqueue_updates(session, crm_object, rows, source=source)
+
+
+def report_error(
+    session: Session,
+    mapping: MappingConfig,
+    crm_object: str,
+    crm_id: str,
+    external_id: str | None,
+    message: str,
+    *,
+    source: str,
+    msg_id: str | None,
+    entity: str | None,
+    direction: str = "out",
+) -> None:
+    """Where a user looks for an error: the CRM record's error field (cut to its length) and the sync log."""
+    spec = mapping.objects.get(crm_object)
+    limit = spec.write_back.error_max_length if spec else 255
+    if spec and spec.write_back.error:
+        enqueue_update(session, crm_object, crm_id, {spec.write_back.error: message[:limit]}, source=source)
+    write_log(
+        session,
+        message,
+        level="error",
+        direction=direction,
+        entity=entity,
+        crm_record_id=crm_id,
+        external_id=external_id,
+        msg_id=msg_id,
+    )
+
+
+def _close_batch_if_done(session: Session, msg_id: str) -> None:
+    """Confirm the batch once none of its items waits. An UPDATE, so the batch's payload is never loaded."""
+    pending = session.exec(
+        select(OutboxItem.id).where(col(OutboxItem.message_id) == msg_id, col(OutboxItem.status) == "pending")
+    ).first()
+    if pending is None:
+        session.execute(
+            update(OUTBOX_BATCHES)
+            .where(OUTBOX_BATCHES.c.message_id == msg_id, OUTBOX_BATCHES.c.status != "confirmed")
+            .values(status="confirmed", confirmed_at=utcnow())
+        )
+
+
+def apply_ack(session: Session, mapping: MappingConfig, ack: Mapping[str, Any], *, source: str) -> bool:
+    """Mark the acknowledged canonical record; confirm its CRM record when it is that record's primary one."""
+    msg_id, model, external_id = ack.get("msg_id"), ack.get("model"), ack.get("external_id")
+    items = _items(session, msg_id, model, external_id)
+    if not items:
+        write_log(
+            session,
+            f"ack for {model} {external_id} matches no published batch (msg_id {msg_id})",
+            level="warning",
+            direction="in",
+            entity=model,
+            external_id=external_id,
+            msg_id=msg_id,
+        )
+        return False
+    for item in items:
+        item.status = "acked"
+        session.add(item)
+    # A shared record (a provider of 500 work orders) has one item per source record: confirm only the rows
+    # whose primary record this is, with one query, and close each batch once.
+    confirmed = _primary_tracked(session, items)
+    for tracked in confirmed:
+        if ack.get("id") is not None:
+            tracked.dispatch_id = str(ack["id"])
+    confirm_records(session, mapping, confirmed, source=source)
+    for message_id in {item.message_id for item in items}:
+        _close_batch_if_done(session, message_id)
+    return True
+
+
+def _primary_tracked(session: Session, items: list[OutboxItem]) -> list[TrackedRecord]:
+    """Tracked records whose own (primary) canonical record is one of these items, sent in that batch.
+
+    One query for the lot: confirming a batch of 200 must not cost 200 round trips to the store."""
+    keys = {(i.crm_object, i.crm_id, i.external_id, i.message_id) for i in items if i.crm_object and i.crm_id}
+    ids = sorted({crm_id for _, crm_id, _, _ in keys})
+    matched = []
+    for chunk in chunked(ids, IN_CLAUSE_CHUNK):
+        query = select(TrackedRecord).where(col(TrackedRecord.crm_id).in_(chunk))
+        for tracked in session.exec(query).all():
+            key = (tracked.crm_object, tracked.crm_id, tracked.external_id, tracked.last_message_id)
+            if key in keys:
+                matched.append(tracked)
+    return matched
+
+
+def apply_err(session: Session, mapping: MappingConfig, err: Mapping[str, Any], *, source: str) -> bool:
+    """Put Dispatch's error message on the CRM record (cut to the field length) and in the sync log."""
+    msg_id, model, external_id = err.get("msg_id"), err.get("data_type"), err.get("external_id")
+    message = str(err.get("message") or "Dispatch reported an error without a message")
+    items = _items(session, msg_id, model, external_id)
+    if not items:
+        write_log(
+            session,
+            f"Dispatch error for {model} {external_id}: {message}",
+            level="error",
+            direction="out",
+            entity=model,
+            external_id=external_id,
+            msg_id=msg_id,
+            details={"note": "matches no published batch"},
+        )
+        return False
+    for item in items:
+        item.status = "error"
+        session.add(item)
+        tracked = _tracked(session, item)
+        if tracked is not None:
+            text = f"Dispatch rejected {model} {external_id}: {message}"
+            tracked.last_error = text
+            session.add(tracked)
+            report_error(
+                session,
+                mapping,
+                tracked.crm_object,
+                tracked.crm_id,
+                tracked.external_id,
+                text,
+                source=source,
+                msg_id=msg_id,
+                entity=model,
+            )
+        _close_batch_if_done(session, item.message_id)
+    return True
+
+
+def confirm_batch_on_http_200(session: Session, mapping: MappingConfig, message_id: str) -> None:
+    """When acks are off, HTTP 200 is the confirmation (weaker: received, not applied).
+
+    Set-based (a join and a few UPDATEs, no ORM objects): this runs for every batch sent, and confirming
+    200 records one object at a time cost more than sending them."""
+    now = utcnow()
+    in_batch = OUTBOX_ITEMS.c.message_id == message_id
+    session.execute(update(OUTBOX_ITEMS).where(in_batch).values(status="acked"))
+    primary = session.execute(
+        select(col(TrackedRecord.id), col(TrackedRecord.crm_object), col(TrackedRecord.crm_id))
+        .join(
+            OutboxItem,
+            and_(
+                col(OutboxItem.crm_object) == col(TrackedRecord.crm_object),
+                col(OutboxItem.crm_id) == col(TrackedRecord.crm_id),
+                col(OutboxItem.external_id) == col(TrackedRecord.external_id),
+            ),
+        )
+        .where(in_batch, col(TrackedRecord.last_message_id) == message_id)
+    ).all()
+    for chunk in chunked([row_id for row_id, _, _ in primary], IN_CLAUSE_CHUNK):
+        session.execute(
+            update(TRACKED_RECORDS)
+            .where(TRACKED_RECORDS.c.id.in_(chunk))
+            .values(confirmed_at=now, last_error=None)
+        )
+    records = [(crm_object, crm_id) for _, crm_object, crm_id in primary]
+    _queue_confirmations(session, mapping, records, now, f"batch {message_id}")
+    _close_batch_if_done(session, message_id)

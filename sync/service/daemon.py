@@ -1,0 +1,259 @@
+"""`dispatch-connector run`: one process that runs publish, poll, process, write-back flush and log
+retention on their intervals, and serves /healthz, /readyz, /metrics and the support dashboard.
+
+APScheduler 3.x runs each job with `max_instances=1` and coalesced misfires, so no job overlaps itself;
+the single-publisher and single-poller rules across processes come from `sync.store.locks`, not from
+APScheduler. A job that raises is logged, counted and retried at its next interval; it never stops the
+daemon. SIGTERM and SIGINT stop the scheduler after the unit of work in hand (each job works in small
+committed units), then exit 0.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from connector.errors import ConfigurationError
+from sync.context import SyncContext
+from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.processor import process_inbox
+from sync.outbound.publisher import publish_changes
+from sync.service.health import JobHealth
+from sync.service.metrics import Metrics
+from sync.store.db import session_scope
+from sync.store.locks import LockHeld
+from sync.store.synclog import purge_log, write_log
+from sync.writeback.logmirror import mirror_log
+from sync.writeback.queue import flush_writebacks
+
+log = logging.getLogger("dispatch_connector.daemon")
+ROLES = {
+    "publisher": ("publish",),
+    "poller": ("poll",),
+    "processor": ("process", "writeback", "retention"),
+}
+ROLES["all"] = tuple(job for jobs in ROLES.values() for job in jobs)
+PROCESS_BATCH = 500
+ctx_events: dict[int, int] = {}  # messages applied by the last process run, per context (for the counter)
+
+
+def _publish(ctx: SyncContext) -> str:
+    r = publish_changes(ctx)
+    return f"read {r.read}, changed {r.changed}, refused {r.refused}, requests {r.requests_sent}"
+
+
+def _poll(ctx: SyncContext) -> str:
+    r = drain_outbound_queue(ctx)
+    return f"received {r.received}, stored {r.stored}, redelivered {r.redelivered}, acked {r.acked}"
+
+
+def _process(ctx: SyncContext) -> str:
+    r = process_inbox(ctx, limit=PROCESS_BATCH)
+    ctx_events[id(ctx)] = r.processed
+    return f"processed {r.processed}, failed {r.failed}, dead {r.dead}"
+
+
+def _writeback(ctx: SyncContext) -> str:
+    mirrored = mirror_log(ctx)
+    r = flush_writebacks(
+        ctx.engine,
+        ctx.crm,
+        batch_size=ctx.settings.writeback_batch_size,
+        concurrency=ctx.settings.writeback_concurrency,
+    )
+    return (
+        f"records {r.records_written} in {r.calls} call(s), failures {len(r.failures)}, log rows {mirrored}"
+    )
+
+
+def _retention(ctx: SyncContext) -> str:
+    with session_scope(ctx.engine) as session:
+        removed = purge_log(session, timedelta(days=ctx.settings.log_retention_days))
+    return f"purged {removed} log row(s)"
+
+
+JOBS: dict[str, Callable[[SyncContext], str]] = {
+    "publish": _publish,
+    "poll": _poll,
+    "process": _process,
+    "writeback": _writeback,
+    "retention": _retention,
+}
+
+
+@dataclass
+class Daemon:
+    ctx: SyncContext
+    role: str = "all"
+    health: JobHealth = field(default_factory=JobHealth)
+    metrics: Metrics | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+    fatal: str | None = None  # set when a job hit a configuration error: the daemon stops, exit code 2
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"unknown role {self.role!r}; use one of {', '.join(ROLES)}")
+        self.metrics = self.metrics or Metrics(self.ctx.engine)
+        self.scheduler = BackgroundScheduler(timezone=UTC)
+        for name in ROLES[self.role]:
+            self.health.register(name, self.interval(name))
+        if self.ctx.dispatch_client is not None:
+            self.metrics.count_calls(self.ctx.dispatch_client.session, "dispatch")
+        self.ctx.session_hooks.append(self.metrics.count_calls)
+
+    def interval(self, name: str) -> float:
+        s = self.ctx.settings
+        return {
+            "publish": s.publish_interval_s,
+            "poll": s.poll_interval_s,
+            "process": s.process_interval_s,
+            "writeback": s.writeback_interval_s,
+            "retention": 3600.0,
+        }[name]
+
+    def run_job(self, name: str) -> None:
+        """One run of one job; never raises (the scheduler would only log it less helpfully)."""
+        if self.stopping.is_set():
+            return
+        assert self.metrics is not None
+        self.health.started(name)
+        try:
+            summary = JOBS[name](self.ctx)
+        except LockHeld as exc:
+            self.health.finished(name, "skipped", summary=str(exc))
+            self.metrics.job_runs.labels(job=name, result="skipped").inc()
+            return
+        except ConfigurationError as exc:
+            # Retrying a refused login every interval would lock the integration user: stop instead.
+            self._failed(name, exc)
+            self.fatal = f"{name}: {exc}; fix the configuration and restart"
+            self.stopping.set()
+            return
+        except Exception as exc:
+            self._failed(name, exc)
+            return
+        self.health.finished(name, "ok", summary=summary)
+        self.metrics.job_runs.labels(job=name, result="ok").inc()
+        self.metrics.last_success.labels(job=name).set(datetime.now(UTC).timestamp())
+        if name == "process":
+            self.metrics.events.inc(ctx_events.pop(id(self.ctx), 0))
+        log.info("%s: %s", name, summary, extra={"job": name, "result": "ok"})
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        assert self.metrics is not None
+        message = f"{type(exc).__name__}: {exc}"
+        self.health.finished(name, "error", error=message)
+        self.metrics.job_runs.labels(job=name, result="error").inc()
+        self.metrics.errors.labels(kind=f"{name}:{type(exc).__name__}").inc()
+        log.error("%s failed, retrying at the next interval: %s", name, message, extra={"job": name})
+        try:
+            with session_scope(self.ctx.engine) as session:
+                write_log(
+                    session,
+                    f"{name} job failed, retrying at the next interval: {message}",
+                    level="error",
+                    direction="internal",
+                    entity=name,
+                )
+        except Exception:  # the store itself is down: the log line above is all we can do
+            pass
+
+    def run_once(self) -> None:
+        """Each job of the role once, in pipeline order (for `run --once`, tests and the demo)."""
+        for name in ROLES[self.role]:
+            self.run_job(name)
+
+    def start(self) -> None:
+        now = datetime.now(UTC)
+        for name in ROLES[self.role]:
+            interval = self.interval(name)
+            self.scheduler.add_job(
+                self.run_job,
+                "interval",
+                args=[name],
+                id=name,
+                seconds=interval,
+                next_run_time=now,
+                replace_existing=True,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(interval)),
+            )
+        self.scheduler.start()
+        log.info("daemon started (role %s): %s", self.role, ", ".join(ROLES[self.role]))
+
+    def stop(self) -> None:
+        """Stop scheduling; wait for the job in hand to finish its current unit of work."""
+        self.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        log.info("daemon stopped")
+
+    def ready(self) -> bool:
+        return bool(self.scheduler.running) and not self.stopping.is_set()
+
+
+def freeze_startup_heap() -> None:
+    """Take what start-up built (modules, settings, mapping, engine, clients) out of the cyclic GC's view.
+
+    Those objects live as long as the process, yet every full collection walked them all again: about
+    90 ms a time in this engine, one in every second publish cycle of 1,000 changes, where the cycle itself
+    takes about 400 ms. gc.freeze() is CPython's tool for long-running servers: later objects are collected
+    as before, and reference counting still frees a frozen object once nothing refers to it."""
+    gc.collect()
+    gc.freeze()
+
+
+def serve(
+    daemon: Daemon,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    on_started: Callable[[str], None] | None = None,
+) -> None:
+    """Run the scheduler and the HTTP server until SIGTERM/SIGINT."""
+    import uvicorn
+
+    from sync.dashboard.app import create_dashboard_app
+
+    assert daemon.metrics is not None
+    app = create_dashboard_app(
+        daemon.ctx.engine,
+        health=daemon.health,
+        token=token,
+        metrics=daemon.metrics.render,
+        ready=daemon.ready,
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("received %s: finishing the work in hand", signal.Signals(signum).name)
+        server.should_exit = True
+        daemon.stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    daemon.start()
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        threading.Event().wait(0.05)
+    if on_started:
+        on_started(
+            f"http://{host}:{server.servers[0].sockets[0].getsockname()[1] if server.servers else port}"
+        )
+    while not daemon.stopping.is_set():
+        daemon.stopping.wait(0.5)
+    daemon.stop()
+    server.should_exit = True
+    thread.join(timeout=10)
