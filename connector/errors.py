@@ -30,3 +30,12 @@ class TransientError(ConnectorError):
 
 class RemoteRejected(ConnectorError):
     """The other side understood the request and refused it; resending the same bytes will not help."""
+
+
+class PushRejected(RemoteRejected):
+    """A caller of a push channel (a webhook) did not prove who it is: answer 401, store nothing."""
+
+
+class MalformedDelivery(ConnectorError):
+    """A delivery (a polled message or a pushed body) cannot be read as its back end's format; the message
+    says which part is wrong, so support can fix the sender or the translation and replay it."""
