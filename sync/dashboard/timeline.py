@@ -46,10 +46,11 @@ class TimelineEvent:
 
 @dataclass(frozen=True)
 class TrackedView:
+    system: str
     crm_object: str
     crm_id: str
     external_id: str | None
-    dispatch_id: str | None
+    remote_id: str | None
     flagged: bool
     fields_hash: str | None
     last_message_id: str | None
@@ -61,9 +62,10 @@ class TrackedView:
 
 @dataclass(frozen=True)
 class EntityView:
+    system: str
     kind: str
     external_id: str
-    dispatch_id: str | None
+    remote_id: str | None
     crm_id: str | None
     state: str | None
     status_message: str | None
@@ -131,10 +133,11 @@ def _tracked_views(session: Session, timeline: Timeline) -> None:
     rows = session.exec(select(TrackedRecord).where(col(TrackedRecord.crm_id).in_(timeline.crm_ids))).all()
     timeline.tracked = [
         TrackedView(
+            system=r.system,
             crm_object=r.crm_object,
             crm_id=r.crm_id,
             external_id=r.external_id,
-            dispatch_id=r.dispatch_id,
+            remote_id=r.remote_id,
             flagged=r.flagged,
             fields_hash=r.fields_hash,
             last_message_id=r.last_message_id,
@@ -156,13 +159,14 @@ def _entity_views(session: Session, timeline: Timeline) -> None:
                 col(EntityStateRow.crm_id).in_(timeline.crm_ids),
             )
         )
-        .order_by(col(EntityStateRow.kind), col(EntityStateRow.external_id))
+        .order_by(col(EntityStateRow.system), col(EntityStateRow.kind), col(EntityStateRow.external_id))
     ).all()
     timeline.entities = [
         EntityView(
+            system=r.system,
             kind=r.kind,
             external_id=r.external_id,
-            dispatch_id=r.dispatch_id,
+            remote_id=r.remote_id,
             crm_id=r.crm_id,
             state=r.state,
             status_message=r.status_message,

@@ -65,7 +65,9 @@ def record_status(ctx: SyncContext, record_id: str) -> dict[str, Any]:
             return {"record": record_id, "known": False}
         entity = session.exec(
             select(EntityStateRow).where(
-                col(EntityStateRow.external_id) == tracked.external_id, col(EntityStateRow.kind) == "job"
+                col(EntityStateRow.system) == tracked.system,
+                col(EntityStateRow.external_id) == tracked.external_id,
+                col(EntityStateRow.kind) == "job",
             )
         ).first()
         batch = session.get(OutboxBatch, tracked.last_message_id) if tracked.last_message_id else None
@@ -78,8 +80,9 @@ def record_status(ctx: SyncContext, record_id: str) -> dict[str, Any]:
         return {
             "record": tracked.crm_id,
             "object": tracked.crm_object,
+            "system": tracked.system,
             "external_id": tracked.external_id,
-            "dispatch_id": tracked.dispatch_id,
+            "remote_id": tracked.remote_id,
             "flagged": tracked.flagged,
             "snapshot": tracked.snapshot,
             "last_message_id": tracked.last_message_id,

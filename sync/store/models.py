@@ -1,7 +1,12 @@
 """The store's tables. Every change here needs an Alembic revision in migrations/versions.
 
-Natural keys (CRM object + id, MessageId, outbound message ID, entity kind + external id) are primary keys or
-unique, because idempotency rests on them: a redelivered message or a re-sent batch hits the same row.
+Natural keys (CRM object + id, MessageId, outbound message ID, system + entity kind + external id) are primary
+keys or unique, because idempotency rests on them: a redelivered message or a re-sent batch hits the same row.
+
+`system` names the field-service back end a row belongs to (a `connector.registry` name, "dispatch_connect" so
+far). It has no default, here or in the database: a writer that forgets it fails at once instead of filing the
+row under the wrong back end. `remote_id` is the back end's own id for the record (Dispatch Connect's numeric
+id; other back ends use longer strings).
 """
 
 from __future__ import annotations
@@ -35,8 +40,13 @@ def _json() -> Any:
     return Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
+def _system() -> Any:
+    # Required and without a default (see the module docstring).
+    return Field(max_length=40)
+
+
 class TrackedRecord(SQLModel, table=True):
-    """A CRM record the publisher has seen: what was last sent, and whether Dispatch confirmed it."""
+    """A CRM record the publisher has seen: what was last sent, and whether its back end confirmed it."""
 
     __tablename__ = "tracked_record"
     __table_args__ = (
@@ -45,10 +55,11 @@ class TrackedRecord(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    system: str = _system()
     crm_object: str = Field(max_length=80)
     crm_id: str = Field(max_length=18)
     external_id: str | None = Field(default=None, max_length=255)
-    dispatch_id: str | None = Field(default=None, max_length=64)
+    remote_id: str | None = Field(default=None, max_length=255)
     fields_hash: str | None = Field(default=None, max_length=64)
     snapshot: dict[str, Any] | None = _json()
     flagged: bool = True
@@ -75,8 +86,11 @@ class OutboxBatch(SQLModel, table=True):
     """One agent/in request. Keyed by MessageId so a crash re-sends the same batch, never a new one."""
 
     __tablename__ = "outbox_batch"
+    # Named by the naming convention (ix_outbox_batch_system): each back end's sender reads its own pending.
+    __table_args__ = (Index(None, "system", "status"),)
 
     message_id: str = Field(primary_key=True, max_length=64)
+    system: str = _system()
     status: str = Field(default="pending", max_length=16, index=True)  # pending|sent|confirmed|failed
     attempts: int = 0
     record_count: int = 0
@@ -107,7 +121,10 @@ class OutboxItem(SQLModel, table=True):
 
 
 class InboxMessage(SQLModel, table=True):
-    """An agent/out message, stored before it is acknowledged; processed separately."""
+    """An agent/out message, stored before it is acknowledged; processed separately.
+
+    The back end's settle handles (Dispatch Connect's receipt and ProcedureID) are not stored: they die with
+    the delivery, so the engine keeps them in memory until it settles."""
 
     __tablename__ = "inbox_message"
     __table_args__ = (
@@ -116,8 +133,7 @@ class InboxMessage(SQLModel, table=True):
     )
 
     message_id: str = Field(primary_key=True, max_length=128)
-    procedure_id: str | None = Field(default=None, max_length=128)
-    receipt: str | None = Field(default=None, sa_column=Column(Text))
+    system: str = _system()
     type: str | None = Field(default=None, max_length=40)
     entity_key: str | None = Field(default=None, max_length=300)
     payload: dict[str, Any] | None = _json()
@@ -134,18 +150,19 @@ class InboxMessage(SQLModel, table=True):
 
 
 class EntityStateRow(SQLModel, table=True):
-    """The applied state of one Dispatch entity (job, appointment, offer, estimate, invoice)."""
+    """The applied state of one back-end entity (job, appointment, offer, estimate, invoice)."""
 
     __tablename__ = "entity_state"
     __table_args__ = (
-        UniqueConstraint("kind", "external_id"),
-        Index("ix_entity_dispatch", "dispatch_id"),
+        UniqueConstraint("system", "kind", "external_id"),
+        Index("ix_entity_remote", "system", "kind", "remote_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    system: str = _system()
     kind: str = Field(max_length=20)
     external_id: str = Field(max_length=255)
-    dispatch_id: str | None = Field(default=None, max_length=64)
+    remote_id: str | None = Field(default=None, max_length=255)
     crm_object: str | None = Field(default=None, max_length=80)
     crm_id: str | None = Field(default=None, max_length=18)
     state: str | None = Field(default=None, max_length=32)
