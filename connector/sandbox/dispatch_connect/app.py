@@ -1,10 +1,14 @@
-"""The WSGI face of the Dispatch Connect emulator: signed `agent/*` endpoints and the unsigned control API."""
+"""The WSGI face of the Dispatch Connect emulator: signed `agent/*` endpoints and the unsigned control API.
+
+The app knows the emulator only through `EmulatorSurface`, the few members it routes to, so the emulator
+imports the app and not the other way round.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from werkzeug.wrappers import Request, Response
 
@@ -15,13 +19,47 @@ from connector.dispatch_connect.client import (
     HEADER_SIGNATURE,
 )
 from connector.dispatch_connect.signing import verify
-from connector.sandbox.dispatch_connect.queue import ReceiptError
-from connector.sandbox.server import apply_faults
-
-if TYPE_CHECKING:
-    from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
+from connector.sandbox.dispatch_connect.control import CONTROL_METHODS
+from connector.sandbox.dispatch_connect.queue import OutboundQueue, ReceiptError
+from connector.sandbox.server import Faults, apply_faults
 
 SIGNED_ENDPOINTS = ("agent/in", "agent/out", "agent/ack")
+
+
+class EmulatorSurface(Protocol):
+    """What the routes need of the emulator; the control actions are looked up by name (`CONTROL_METHODS`)."""
+
+    public_key: str
+    secret_hex: str
+    faults: Faults
+    queue: OutboundQueue
+
+    def count(self, name: str, n: int = 1) -> None: ...
+
+    def receive(
+        self,
+        body: bytes,
+        *,
+        content_type: str = ...,
+        content_encoding: str = ...,
+        record_type: str | None = ...,
+        msg_id: str | None = ...,
+    ) -> None: ...
+
+    def wait_idle(self, timeout: float = ...) -> bool: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def records(self, record_type: str) -> dict[str, dict[str, Any]]: ...
+
+    def set_faults(self, endpoint: str = ..., clear: bool = ..., **plan: Any) -> dict[str, Any]: ...
+
+    def set_queue_faults(
+        self,
+        duplicate_rate: float | None = ...,
+        shuffle_rate: float | None = ...,
+        clear: bool = ...,
+    ) -> dict[str, Any]: ...
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -35,7 +73,7 @@ def error(status: int, code: str, message: str) -> Response:
 class DispatchApp:
     """Routes requests to the emulator. Signature checks happen before anything is read or stored."""
 
-    def __init__(self, emulator: DispatchEmulator) -> None:
+    def __init__(self, emulator: EmulatorSurface) -> None:
         self.emulator = emulator
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -137,8 +175,6 @@ class DispatchApp:
         return self.control_action(path, kwargs)
 
     def control_action(self, name: str, kwargs: dict[str, Any]) -> Response:
-        from connector.sandbox.dispatch_connect.emulator import CONTROL_METHODS
-
         if name not in CONTROL_METHODS:
             return error(404, "unknown_action", f"unknown control action {name!r}")
         try:

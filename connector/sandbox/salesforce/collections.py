@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
 from connector.sandbox.salesforce.schema import normalize_id
-from connector.sandbox.salesforce.store import Record, SalesforceApiError
-
-if TYPE_CHECKING:
-    from connector.sandbox.salesforce.rest import SalesforceRestApp
+from connector.sandbox.salesforce.store import Record, SalesforceApiError, SalesforceStore
 
 MAX_RECORDS = 200
 _ROLLED_BACK = {
@@ -66,11 +63,15 @@ Undo = Callable[[], None]
 
 
 class CollectionsHandler:
-    """One Collections request; `handle` is the REST handler for every `/composite/sobjects` route."""
+    """One Collections request; `handle` is the REST handler for every `/composite/sobjects` route.
 
-    def __init__(self, app: SalesforceRestApp) -> None:
-        self.app = app
-        self.store = app.store
+    It is given the REST app's store and row-lock injector rather than the app, so rest.py imports this
+    module and not the other way round.
+    """
+
+    def __init__(self, store: SalesforceStore, locks: LockInjector) -> None:
+        self.store = store
+        self.locks = locks
 
     def handle(self, request: Request, rest: list[str], version: str, user_id: str) -> Response:
         method = request.method
@@ -181,7 +182,7 @@ class CollectionsHandler:
         if not isinstance(rid, str):
             raise SalesforceApiError("MISSING_ARGUMENT", "Id not specified in an update call", 400, ["Id"])
         name = self._object_of(item)
-        self.app.locks.check(rid)
+        self.locks.check(rid)
         undo = self._snapshot(name, rid)
         self.store.update(name, rid, self._fields(item), user_id)
         return {"id": normalize_id(rid), "success": True, "errors": []}, undo
@@ -196,7 +197,7 @@ class CollectionsHandler:
         existing = self.store.find_by_field(odef, fdef, ext_value) if fdef else []
         undo: Undo | None = self._snapshot(name, existing[0]) if len(existing) == 1 else None
         if existing:
-            self.app.locks.check(existing[0])
+            self.locks.check(existing[0])
         fields = {k: v for k, v in self._fields(item).items() if k != ext_field}
         rid, created = self.store.upsert(name, ext_field, str(ext_value), fields, user_id)
         if created:
@@ -208,7 +209,7 @@ class CollectionsHandler:
         rid = str(item["Id"])
         name = self._object_of(item)
         odef = self.store.require_object(name)
-        self.app.locks.check(rid)
+        self.locks.check(rid)
         rec = list(self.store.get_record(odef, rid))
         self.store.delete(name, rid)
 

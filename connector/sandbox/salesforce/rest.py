@@ -185,7 +185,7 @@ class SalesforceRestApp:
         if head == "limits":
             return "limits", self.limits
         if head == "composite" and n >= 2 and rest[1] == "sobjects":
-            return "collections", CollectionsHandler(self).handle
+            return "collections", CollectionsHandler(self.store, self.locks).handle
         if head == "sobjects":
             return self._route_sobject(method, n, rest)
         return "unknown", self.not_found
