@@ -1,0 +1,187 @@
+"""`flag`, `publish`, `poll`, `process` and `run`: the sync itself, one cycle at a time or as the daemon."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from sync.errors import SettingsError, SyncError
+from sync.service.cli.common import _context, _Ctx, err_console, pass_ctx
+
+
+@click.command()
+@click.argument("crm_object")
+@click.option(
+    "--where",
+    "where",
+    required=True,
+    help="SOQL condition selecting the records, e.g. \"Status = 'New' AND City = 'Boston'\".",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help='Value for a {NAME} placeholder in --where, quoted safely: --where "City = {city}" '
+    '--param city="O\'Brien"',
+)
+@click.option("--unset", is_flag=True, help="Clear the flag instead of setting it.")
+@pass_ctx
+def flag(ctx: _Ctx, crm_object: str, where: str, params: tuple[str, ...], unset: bool) -> None:
+    """Bulk-flag CRM records for Dispatch (sets the mapping's flag field)."""
+    from sync.service.admin import flag_records
+
+    values = dict(p.split("=", 1) for p in params if "=" in p)
+    count = flag_records(_context(ctx), crm_object, where, params=values, unset=unset)
+    click.echo(f"{'unflagged' if unset else 'flagged'} {count} {crm_object} record(s)")
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Print the exact payloads; send and store nothing.")
+@click.option(
+    "--all",
+    "full",
+    is_flag=True,
+    help="First load: every flagged record, with a progress bar; safe to interrupt and rerun.",
+)
+@pass_ctx
+def publish(ctx: _Ctx, dry_run: bool, full: bool) -> None:
+    """Publish changed flagged records to Dispatch (one cycle)."""
+    from sync.outbound.publisher import publish_changes
+
+    sync_ctx = _context(ctx)
+    if full and not dry_run:
+        report = _backfill_with_progress(sync_ctx)
+    else:
+        report = publish_changes(sync_ctx, dry_run=dry_run, full=full)
+    if dry_run:
+        click.echo(json.dumps(report.payloads, indent=2))
+    click.echo(
+        f"read {report.read}, changed {report.changed}, refused {report.refused}, "
+        f"canonical records {report.canonical_records}, batches {len(report.batches_created)}, "
+        f"requests sent {report.requests_sent}",
+        err=dry_run,
+    )
+    if report.send_errors:
+        raise SyncError(f"sending failed (will retry next cycle): {report.send_errors[0]}")
+
+
+def _backfill_with_progress(sync_ctx: Any) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    from sync.outbound.publisher import backfill_all, count_flagged
+
+    class RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            return Text(f"{task.speed or 0:,.0f} rec/s")
+
+    columns = (TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as progress:
+        task = progress.add_task("records", total=count_flagged(sync_ctx))
+        return backfill_all(sync_ctx, progress=lambda n: progress.advance(task, n))
+
+
+@click.command()
+@pass_ctx
+def poll(ctx: _Ctx) -> None:
+    """Drain agent/out once into the inbox (store, then ack)."""
+    from sync.inbound.poller import drain_outbound_queue
+
+    report = drain_outbound_queue(_context(ctx))
+    click.echo(
+        f"polls {report.polls}, received {report.received}, stored {report.stored}, "
+        f"redelivered {report.redelivered}, acked {report.acked}"
+    )
+    if report.store_failures:
+        raise SyncError(f"{len(report.store_failures)} message(s) could not be stored and were not acked")
+
+
+@click.command()
+@pass_ctx
+def process(ctx: _Ctx) -> None:
+    """Apply stored inbox messages, then flush the CRM write-back queue."""
+    from sync.inbound.processor import process_inbox
+    from sync.writeback.queue import flush_writebacks
+
+    sync_ctx = _context(ctx)
+    report = process_inbox(sync_ctx)
+    flushed = flush_writebacks(
+        sync_ctx.engine,
+        sync_ctx.crm,
+        batch_size=sync_ctx.settings.writeback_batch_size,
+        concurrency=sync_ctx.settings.writeback_concurrency,
+    )
+    click.echo(
+        f"processed {report.processed}, failed {report.failed}, dead {report.dead}; "
+        f"CRM records written {flushed.records_written} in {flushed.calls} call(s)"
+    )
+
+
+@click.command()
+@click.option(
+    "--role",
+    type=click.Choice(["all", "publisher", "poller", "processor"]),
+    default="all",
+    show_default=True,
+    help="Which jobs this process runs (several processes may share one store).",
+)
+@click.option("--once", is_flag=True, help="Run each job once and exit (no scheduler, no HTTP server).")
+@pass_ctx
+def run(ctx: _Ctx, role: str, once: bool) -> None:
+    """Run the sync daemon: scheduled jobs plus /healthz, /readyz, /metrics and the dashboard."""
+    from sync.service.daemon import Daemon, freeze_startup_heap, serve
+    from sync.service.logsetup import configure_logging
+
+    settings = ctx.settings
+    configure_logging(settings.log_json)
+    sync_ctx = _context(ctx)
+    if role != "poller":
+        check_crm_login(sync_ctx)
+    daemon = Daemon(sync_ctx, role=role)
+    if once:
+        daemon.run_once()
+        failed = [s for s in daemon.health.snapshot().values() if s.last_result == "error"]
+        if failed:
+            raise SyncError(
+                f"{len(failed)} job(s) failed: " + "; ".join(f"{s.name}: {s.last_error}" for s in failed)
+            )
+        return
+    if settings.dashboard_host not in ("127.0.0.1", "localhost", "::1") and not settings.dashboard_token:
+        raise SettingsError(
+            "DASHBOARD_HOST is not loopback: set DASHBOARD_TOKEN so the dashboard is not open to all"
+        )
+    freeze_startup_heap()
+    serve(
+        daemon,
+        settings.dashboard_host,
+        settings.dashboard_port,
+        token=settings.secret("dashboard_token") or None,
+        on_started=lambda url: err_console.print(f"dashboard and health on {url} (Ctrl-C to stop)"),
+    )
+    if daemon.fatal:
+        raise SettingsError(daemon.fatal)
+
+
+def check_crm_login(sync_ctx: Any) -> None:
+    """Log in once before scheduling anything: a refused login stops here with exit 2 (naming the settings),
+    instead of retrying every interval and locking the integration user."""
+    from connector.crm import CrmAuthenticationError
+
+    try:
+        sync_ctx.crm  # noqa: B018  (builds the gateway, which logs in)
+    except CrmAuthenticationError as exc:
+        raise SettingsError(
+            f"Salesforce refused the login ({exc}); check SALESFORCE_USERNAME, SALESFORCE_PASSWORD and "
+            "SALESFORCE_SECURITY_TOKEN (or SALESFORCE_CLIENT_ID / SALESFORCE_CLIENT_SECRET)"
+        ) from None
