@@ -8,7 +8,7 @@ publish are drained, processed and flushed. Then the control API plays the techn
 an appointment, complete ('ready_for_billing'), round-robin across jobs, so one job's events are spread
 through the queue.
 
-Efficient path (first set of jobs): drain_outbound_queue (timed alone: drain_per_s), then process_inbox
+Efficient path (first set of jobs): drain_pull_channels (timed alone: drain_per_s), then process_inbox
 and flush_writebacks until the CRM emulator holds every update (e2e_per_s). sf_calls_per_1000_events is
 the Salesforce emulator's own count of REST calls for that path.
 
@@ -34,7 +34,7 @@ sys.path.insert(0, str(_HERE.parent))
 
 from sqlmodel import col, select
 
-from sync.inbound.poller import drain_outbound_queue, store_message
+from sync.inbound.poller import drain_pull_channels, store_message
 from sync.inbound.processor import process_inbox, process_message
 from sync.outbound.publisher import publish_changes
 from sync.store.db import session_scope
@@ -69,7 +69,7 @@ def generate_events(r: _harness.Rig, jobs: list[str], events: int) -> int:
 def efficient(r: _harness.Rig) -> tuple[float, float, dict[str, int]]:
     started = time.perf_counter()
     received = 0
-    while (polled := drain_outbound_queue(r.ctx)).received:
+    while (polled := drain_pull_channels(r.ctx)).received:
         received += polled.received
     drain_s = time.perf_counter() - started
     processed = 0
@@ -85,7 +85,7 @@ def efficient(r: _harness.Rig) -> tuple[float, float, dict[str, int]]:
 
 def naive(r: _harness.Rig) -> tuple[float, int]:
     """Poll 1, store and process it, write its record back with one sObject update, ack, repeat."""
-    client, crm, engine = r.ctx.dispatch, r.ctx.crm, r.ctx.engine
+    client, crm, engine = r.ctx.backends["dispatch_connect"].client, r.ctx.crm, r.ctx.engine
     handled = 0
     started = time.perf_counter()
     while page := client.poll(1):

@@ -82,7 +82,7 @@ def http200_cycle(r: _harness.Rig, ids: list[str], run: int) -> tuple[float, int
     r.clock.advance(1800)
     r.sf.update_many("WorkOrder", ids, {"Description": f"Visit {run + 2} needed, parts ordered"})
     r.set_latency(LATENCY_S)
-    r.ctx.settings.dispatch_acks = False
+    r.ctx.backends["dispatch_connect"].settings.acks = False
     r.sf.reset_counts()
     try:
         started = time.perf_counter()
@@ -90,14 +90,14 @@ def http200_cycle(r: _harness.Rig, ids: list[str], run: int) -> tuple[float, int
         flush_writebacks(r.ctx.engine, r.ctx.crm)
         return time.perf_counter() - started, r.sf_calls(), report
     finally:
-        r.ctx.settings.dispatch_acks = True
+        r.ctx.backends["dispatch_connect"].settings.acks = True
 
 
 def naive_publish(r: _harness.Rig, ids: list[str]) -> float:
     """What one writes without change sets: read, send and confirm one record at a time."""
     spec = r.ctx.mapping.objects["WorkOrder"]
     select = soql_select(spec, "WorkOrder")
-    crm, client = r.ctx.crm, r.ctx.dispatch
+    crm, client = r.ctx.crm, r.ctx.backends["dispatch_connect"].client
     started = time.perf_counter()
     for crm_id in ids:
         row = crm.query_all(format_soql(f"{select} WHERE Id = {{}}", crm_id))[0]

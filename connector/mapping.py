@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, date, datetime
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -20,19 +18,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connector.errors import ConfigurationError
-
-RECORD_TYPES = (
-    "organization",
-    "customer",
-    "user",
-    "job",
-    "appointment",
-    "attachment",
-    "billing_item",
-    "billing_document",
+from connector.mapping_values import (
+    TEMPLATE_FIELD,
+    Reader,
+    Resolver,
+    compile_value,
 )
+from connector.mapping_values import (
+    RecordBuildError as RecordBuildError,  # raised by build_records: part of this module's API
+)
+from connector.mapping_values import (
+    reader as path_reader,
+)
+
 DEFAULT_MAPPING = Path(__file__).parent / "mappings" / "salesforce_default.yaml"
-_TEMPLATE_FIELD = re.compile(r"\{([A-Za-z_][\w.]*)\}")
 
 
 class MappingFileError(ConfigurationError):
@@ -66,13 +65,13 @@ class ValueSpec(_Strict):
     def crm_fields(self) -> list[str]:
         if self.field:
             return [self.field]
-        return _TEMPLATE_FIELD.findall(self.template or "")
+        return TEMPLATE_FIELD.findall(self.template or "")
 
     @cached_property
     def resolver(self) -> Resolver:
         """This value compiled once (paths split, template parsed, format chosen): it runs for every
         mapped value of every changed row."""
-        return _compile(self)
+        return compile_value(self)
 
 
 def _coerce_value_spec(value: Any) -> Any:
@@ -82,23 +81,14 @@ def _coerce_value_spec(value: Any) -> Any:
 class RecordSpec(_Strict):
     """One canonical record built from a CRM row; emitted only when `when` (a CRM field path) has a value."""
 
-    type: Literal[
-        "organization",
-        "customer",
-        "user",
-        "job",
-        "appointment",
-        "attachment",
-        "billing_item",
-        "billing_document",
-    ]
+    type: str
     external_id: ValueSpec
     fields: dict[str, ValueSpec] = Field(default_factory=dict)
     when: str | None = None
 
     @cached_property
     def when_reader(self) -> Reader | None:
-        return _reader(self.when) if self.when else None
+        return path_reader(self.when) if self.when else None
 
     @cached_property
     def plan(self) -> tuple[tuple[tuple[str, ...], str, Resolver], ...]:
@@ -108,6 +98,14 @@ class RecordSpec(_Strict):
             *parents, leaf = path.split(".")
             steps.append((tuple(parents), leaf, value.resolver))
         return tuple(steps)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        known = known_record_types()
+        if value not in known:
+            raise ValueError(f"unknown record type {value!r}; the back ends know: {', '.join(sorted(known))}")
+        return value
 
     @field_validator("external_id", mode="before")
     @classmethod
@@ -131,7 +129,7 @@ class FlagSpec(_Strict):
 
     @cached_property
     def reader(self) -> Reader:
-        return _reader(self.field)
+        return path_reader(self.field)
 
     def is_set(self, row: Mapping[str, Any]) -> bool:
         """The row's flag, read as `soql_condition` selects it (checked for every row a cycle reads)."""
@@ -194,10 +192,34 @@ class InboundJobSpec(_Strict):
     constants: dict[str, Any] = Field(default_factory=dict)
 
 
+class RouteSpec(_Strict):
+    """Which back end a record goes to, by a field's value (a region, a brand, a trade)."""
+
+    field: str
+    map: dict[str, str]
+    default: str | None = None
+
+    @cached_property
+    def reader(self) -> Reader:
+        return path_reader(self.field)
+
+    def backend_for(self, row: Mapping[str, Any]) -> str | None:
+        value = self.reader(row)
+        return self.map.get("" if value is None else str(value), self.default)
+
+    def backends(self) -> set[str]:
+        return {*self.map.values(), *([self.default] if self.default else [])}
+
+
 class ObjectSpec(_Strict):
-    """How one CRM object (WorkOrder, Account, ...) is published and written back."""
+    """How one CRM object (WorkOrder, Account, ...) is published and written back.
+
+    `backend` names the back end its records go to (default: the only, or first, configured one); `route`
+    chooses it by a field's value instead."""
 
     flag: FlagSpec
+    backend: str | None = None
+    route: RouteSpec | None = None
     select: list[str]
     relevant: list[str] | None = None
     records: list[RecordSpec]
@@ -212,6 +234,8 @@ class ObjectSpec(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ObjectSpec:
         selected = {f.lower() for f in self.select}
+        if self.backend and self.route:
+            raise ValueError("give either backend or route, not both")
         if "id" not in selected:
             raise ValueError("select must include Id")
         for name in self.referenced_fields():
@@ -241,7 +265,21 @@ class ObjectSpec(_Strict):
             names.append(self.status_field)
         if self.pending:
             names.append(self.pending.field)
+        if self.route:
+            names.append(self.route.field)
         return names
+
+    def routed_backends(self, default: str) -> set[str]:
+        """Every back end this object's records may go to."""
+        if self.route:
+            return self.route.backends()
+        return {self.backend or default}
+
+    def backend_for(self, row: Mapping[str, Any], default: str) -> str | None:
+        """The back end this row goes to; None when a route maps its value to none (and has no default)."""
+        if self.route:
+            return self.route.backend_for(row)
+        return self.backend or default
 
     def relevant_fields(self) -> list[str]:
         """Fields whose change publishes; by default every field the records use, plus the flag."""
@@ -261,7 +299,7 @@ class ObjectSpec(_Strict):
     @cached_property
     def relevant_readers(self) -> tuple[tuple[str, Reader], ...]:
         """(name, reader) of the relevant fields, sorted by name: the hash's input order."""
-        return tuple((name, _reader(name)) for name in sorted(self.relevant_names))
+        return tuple((name, path_reader(name)) for name in sorted(self.relevant_names))
 
     def primary_record(self) -> RecordSpec:
         """The record whose external id identifies the CRM row (job for a work order, ...): the last one."""
@@ -304,6 +342,27 @@ class MappingConfig:
     def objects(self) -> dict[str, ObjectSpec]:
         return self.spec.objects
 
+    def check_backends(self, configured: Mapping[str, tuple[str, ...]], default: str) -> None:
+        """Every back end the mapping routes to is configured and accepts the object's record types.
+
+        `configured` maps each configured back end to the record types its destination takes. Run once
+        at start (the daemon, publish): a mistake is named with the file, the key and the problem."""
+        for name, spec in self.objects.items():
+            for key, backend in _route_keys(spec):
+                if backend not in configured:
+                    raise MappingFileError(
+                        f"mapping file {self.source}: objects.{name}.{key}: back end {backend!r} is not "
+                        f"configured (configured: {', '.join(configured)})"
+                    )
+            for backend in spec.routed_backends(default):
+                for index, record in enumerate(spec.records):
+                    if record.type not in configured[backend]:
+                        raise MappingFileError(
+                            f"mapping file {self.source}: objects.{name}.records.{index}.type: back end "
+                            f"{backend!r} takes no {record.type!r} records "
+                            f"(it takes: {', '.join(configured[backend])})"
+                        )
+
     def object(self, name: str) -> ObjectSpec:
         try:
             return self.spec.objects[name]
@@ -312,6 +371,22 @@ class MappingConfig:
             raise MappingFileError(
                 f"{self.source}: no mapping for CRM object {name!r} (mapped: {known})"
             ) from None
+
+
+def _route_keys(spec: ObjectSpec) -> list[tuple[str, str]]:
+    if spec.backend:
+        return [("backend", spec.backend)]
+    if spec.route is None:
+        return []
+    keys = [(f"route.map.{value}", backend) for value, backend in spec.route.map.items()]
+    return keys + ([("route.default", spec.route.default)] if spec.route.default else [])
+
+
+def known_record_types() -> set[str]:
+    """Record types some registered back end takes (a mapping naming another is refused at load)."""
+    from connector.registry import backend_type, known_types
+
+    return {rtype for name in known_types() for rtype in backend_type(name).record_types}
 
 
 def load_mapping(path: str | Path | None = None) -> MappingConfig:
@@ -333,113 +408,6 @@ def load_mapping(path: str | Path | None = None) -> MappingConfig:
             f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
         )
         raise MappingFileError(f"mapping file {source}: {problems}") from None
-
-
-# --- building canonical records ---------------------------------------------------------------------------
-class RecordBuildError(ConfigurationError):
-    """A CRM row cannot become canonical records (for example a status the value map does not know)."""
-
-
-def _path_value(row: Mapping[str, Any], parts: Iterable[str]) -> Any:
-    """Read `Account.Name` from a Salesforce row (parents come nested, with an `attributes` key)."""
-    value: Any = row
-    for part in parts:
-        # `type(...) is dict` first: rows are plain dicts, and the ABC check costs more than the read
-        if type(value) is not dict and not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
-
-
-Reader = Callable[[Mapping[str, Any]], Any]
-Resolver = Callable[[Mapping[str, Any], Mapping[str, str]], Any]
-
-
-def _reader(path: str) -> Reader:
-    """A field path split once, not per row: the publisher reads every mapped field of every row it reads."""
-    parts = tuple(path.split("."))
-    if len(parts) == 1:
-        name = parts[0]
-        return lambda row: row.get(name)
-    return lambda row: _path_value(row, parts)
-
-
-def _iso_datetime(value: Any) -> str:
-    parsed = (
-        value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    )
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
-
-
-def _iso_date(value: Any) -> str:
-    return (value if isinstance(value, date) else date.fromisoformat(str(value)[:10])).isoformat()
-
-
-_FORMATTERS: dict[str, Callable[[Any], Any]] = {
-    "string": str,
-    "int": int,
-    "float": float,
-    "bool": bool,
-    "datetime": _iso_datetime,
-    "date": _iso_date,
-}
-
-
-def _source(spec: ValueSpec) -> Resolver:
-    """Where the raw value comes from, before the value map, the default and the format."""
-    if spec.ref:
-        ref = spec.ref
-        return lambda _row, refs: refs.get(ref)
-    if spec.template is not None:
-        return _template_source(spec.template)
-    if spec.field:
-        read = _reader(spec.field)
-        return lambda row, _refs: read(row)
-    const = spec.const
-    return lambda _row, _refs: const
-
-
-def _template_source(template: str) -> Resolver:
-    """`{A}-{B}`: None when any field is empty (a half-built external id would name another record)."""
-    pieces = _TEMPLATE_FIELD.split(template)  # literal, field, literal, field, ..., literal
-    readers = [_reader(name) for name in pieces[1::2]]
-    literals = pieces[2::2]
-
-    def source(row: Mapping[str, Any], _refs: Mapping[str, str]) -> Any:
-        values = [read(row) for read in readers]
-        if any(value is None or value == "" for value in values):
-            return None
-        out = [pieces[0]]
-        for value, literal in zip(values, literals, strict=True):
-            out += (str(value), literal)
-        return "".join(out)
-
-    return source
-
-
-def _compile(spec: ValueSpec) -> Resolver:
-    source, value_map, default = _source(spec), spec.map, spec.default
-    formatter = _FORMATTERS[spec.format] if spec.format else None
-    origin = spec.field or spec.template
-
-    def resolve(row: Mapping[str, Any], refs: Mapping[str, str]) -> Any:
-        value = source(row, refs)
-        if value_map is not None and value is not None:
-            key = str(value)
-            if key in value_map:
-                value = value_map[key]
-            elif default is None:
-                raise RecordBuildError(
-                    f"value {value!r} of {origin} is not in the value map "
-                    f"(known: {', '.join(value_map)}); add it to the mapping file"
-                )
-            else:
-                value = default
-        if default is not None and (value is None or value == ""):
-            value = default
-        return value if formatter is None or value is None else formatter(value)
-
-    return resolve
 
 
 def build_records(obj: ObjectSpec, row: Mapping[str, Any]) -> list[dict[str, Any]]:

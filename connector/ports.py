@@ -38,6 +38,7 @@ class RecordResult:
     remote_id: str | None = None
     error: str | None = None
     retriable: bool = False
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,11 @@ class ReportedEvent:
     `kind` is an engine entity kind: job, appointment, offer, note, attachment, survey, estimate, invoice,
     payment. `parent_external_id` / `parent_remote_id` name the job an appointment, note, survey or billing
     document belongs to. `attributes` keeps the back end's own (normalised) attributes: the mapping's
-    inbound paths read them, and support sees them. `problems` lists attributes the back end dropped
-    because they had the wrong type, so the engine logs them instead of failing the message."""
+    inbound paths read them, and support sees them. `reason` is the free text the event carries (a status
+    reason, a note's body, a file's name, a survey comment). `problems` (on every report type) lists
+    attributes the back end dropped because they had the wrong type: the engine logs them in the same row
+    as the report's own effect instead of failing the message. A survey's `attributes` carry `rating`
+    (a number or None) and `reasons` (a list); a note's carry `deleted` (a bool)."""
 
     system: str
     kind: str
@@ -76,6 +80,7 @@ class Notice:
     external_id: str | None = None
     message_id: str | None = None
     details: Mapping[str, Any] | None = None
+    problems: tuple[str, ...] = ()
 
 
 Report = ReportedEvent | RecordResult | Notice
@@ -163,17 +168,15 @@ class PushChannel(Protocol):
 
 
 class Backend(Protocol):
-    """One configured back end: its destination, its channels and its translation."""
+    """One configured back end: its destination and its channels. `label` is its name in messages people
+    read. What its deliveries mean is its type's `translate` (BackendType), which needs no connection,
+    so stored messages are processed without credentials."""
 
     system: str
+    label: str
     destination: Destination
     pull_channels: Sequence[PullChannel]
     push_channels: Sequence[PushChannel]
-
-    def translate(self, delivery: Delivery) -> Iterable[Report]:
-        """What a stored delivery means, in the engine's words. Raises `MalformedDelivery` when it can
-        never be read (the engine dead-letters it with that message); lenient about everything else."""
-        ...
 
     def sessions(self) -> Sequence[requests.Session]:
         """The HTTP sessions it uses (metrics count calls on them)."""
@@ -188,12 +191,19 @@ class BackendType:
     """A registry entry: a back-end kind, its typed settings block and the factory that builds it.
 
     `env_prefix` is where its settings come from in the environment (`DISPATCH_SECRET` for the Dispatch
-    Connect instance named like its type); `secrets` names the fields that may only come from there."""
+    Connect instance named like its type); `secrets` names the fields that may only come from there;
+    `record_types` are the records its destination takes (the mapping is checked against them); `label`
+    is its name in messages people read ("Dispatch rejected job ..."). `translate(delivery, settings)`
+    says what a stored delivery means, in the engine's words; it raises `MalformedDelivery` when the
+    delivery can never be read, and is lenient about everything else."""
 
     name: str
+    label: str
     settings_model: type[BaseModel]
     env_prefix: str
     secrets: tuple[str, ...]
     required: tuple[str, ...]
+    record_types: tuple[str, ...]
     factory: Callable[[str, Any, Sequence[SessionHook]], Backend]
+    translate: Callable[[Delivery, Any], Iterable[Report]]
     description: str = ""

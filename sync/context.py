@@ -1,20 +1,22 @@
-"""Everything one engine run needs, built once from the settings: store, mapping and the two edges.
+"""Everything one engine run needs, built once from the settings: store, mapping, the CRM and the back ends.
 
 Tests and the demo build a context around emulator clients; production builds it from the environment.
-The edges are created on first use, so a command that only reads the store needs no credentials.
+The edges are created on first use, so a command that only reads the store needs no credentials. Back ends
+are reached only through the registry (connector.registry), by the instance names the settings configure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 from sqlalchemy import Engine
 
-from connector.dispatch_connect.client import DispatchConnectClient
 from connector.mapping import MappingConfig, load_mapping
+from connector.ports import Backend, Delivery, Report, SessionHook
+from sync.errors import SettingsError
 from sync.settings import Settings
 from sync.store.db import check_schema, make_engine
 
@@ -24,10 +26,11 @@ class SyncContext:
     settings: Settings
     engine: Engine
     mapping: MappingConfig
-    dispatch_client: DispatchConnectClient | None = None
+    # Back ends built so far, by instance name (tests hand in ones around emulator clients).
+    backends: dict[str, Backend] = field(default_factory=dict)
     crm_gateway: Any = None
     # Called with (session, system) for each HTTP session the context builds (metrics count calls this way).
-    session_hooks: list[Callable[[requests.Session, str], None]] = field(default_factory=list)
+    session_hooks: list[SessionHook] = field(default_factory=list)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, check: bool = True, **edges: Any) -> SyncContext:
@@ -36,21 +39,43 @@ class SyncContext:
             check_schema(engine)
         return cls(settings=settings, engine=engine, mapping=load_mapping(settings.mapping_file), **edges)
 
-    @property
-    def dispatch(self) -> DispatchConnectClient:
-        if self.dispatch_client is None:
-            self.settings.require("dispatch_public_key", "dispatch_secret")
-            session = requests.Session()
-            for hook in self.session_hooks:
-                hook(session, "dispatch")
-            self.dispatch_client = DispatchConnectClient(
-                self.settings.dispatch_base_url,
-                str(self.settings.dispatch_public_key),
-                self.settings.secret("dispatch_secret"),
-                session=session,
-                timeout=self.settings.dispatch_timeout_s,
+    def backend_names(self) -> list[str]:
+        """Every configured back end (those handed in first), whether built yet or not."""
+        return list(dict.fromkeys([*self.backends, *self.settings.backend_blocks]))
+
+    def backend(self, name: str) -> Backend:
+        """The back end of this name, built from its settings block on first use."""
+        if name not in self.backends:
+            block = self.settings.backend_blocks.get(name)
+            if block is None:
+                known = ", ".join(self.backend_names()) or "none"
+                raise SettingsError(f"no back end named {name!r} is configured (configured: {known})")
+            self.settings.require(*(name.lower() for name in block.missing()))
+            self.backends[name] = block.entry.factory(name, block.values, tuple(self.session_hooks))
+        return self.backends[name]
+
+    def translator(self, name: str) -> tuple[Callable[[Delivery], Iterable[Report]], str]:
+        """How to read a back end's stored deliveries, and its label: needs its settings, no credentials."""
+        block = self.settings.backend_blocks.get(name)
+        if block is None:
+            known = ", ".join(self.backend_names()) or "none"
+            raise SettingsError(
+                f"message of back end {name!r}, which is not configured (configured: {known}); "
+                "configure it again, then `dispatch-connector retry --dead`"
             )
-        return self.dispatch_client
+        entry, values = block.entry, block.values
+        return (lambda delivery: entry.translate(delivery, values)), entry.label
+
+    def all_backends(self) -> Mapping[str, Backend]:
+        return {name: self.backend(name) for name in self.backend_names()}
+
+    @property
+    def default_backend(self) -> str:
+        """The back end a mapped object goes to when it names none: the only one, or the first declared."""
+        names = self.backend_names()
+        if not names:
+            raise SettingsError("no back end is configured; add a `backends:` block to the config file")
+        return names[0]
 
     @property
     def crm(self) -> Any:

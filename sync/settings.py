@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sync.backends import BackendBlock, build_blocks, resolve_instances
 from sync.errors import SettingsError
 
 CONFIG_FILE_ENV = "DISPATCH_CONNECTOR_CONFIG"
 SECRET_FIELDS = (
-    "dispatch_secret",
     "salesforce_password",
     "salesforce_security_token",
     "salesforce_client_secret",
@@ -36,12 +36,6 @@ class Settings(BaseSettings):
     mapping_file: Path | None = Field(
         None, description="CRM -> canonical mapping (YAML); default: bundled example"
     )
-
-    dispatch_base_url: str = Field("https://connect-sbx.dispatch.me", description="Dispatch Connect base URL")
-    dispatch_public_key: str | None = Field(None, description="X-Dispatch-Key, e.g. organization|123|acme")
-    dispatch_secret: SecretStr | None = Field(None, description="hex HMAC secret (environment only)")
-    dispatch_acks: bool = Field(True, description="confirm batches by ack events (false: by HTTP 200)")
-    dispatch_timeout_s: float = Field(30.0, gt=0, description="HTTP timeout for Dispatch calls")
 
     salesforce_instance_url: str | None = Field(None, description="https://yourorg.my.salesforce.com")
     salesforce_username: str | None = Field(None, description="integration user")
@@ -68,21 +62,16 @@ class Settings(BaseSettings):
     dashboard_host: str = Field("127.0.0.1", description="dashboard bind address")
     dashboard_port: int = Field(8765, ge=0, le=65535, description="dashboard port")
     dashboard_token: SecretStr | None = Field(None, description="access token when not on loopback")
+    push_max_body_bytes: int = Field(
+        1_000_000, ge=1024, description="largest body a push channel (webhook) accepts; larger gets 413"
+    )
+    backends: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description="one settings block per field-service back end (config file); default: dispatch_connect",
+    )
 
-    _config_file: ClassVar[Path | None] = None
-
-    @field_validator("dispatch_secret")
-    @classmethod
-    def _secret_is_hex(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            raw = value.get_secret_value()
-            try:
-                bytes.fromhex(raw)
-            except ValueError:
-                raise ValueError("must be a hex string (Dispatch gives the secret hex-encoded)") from None
-            if not raw:
-                raise ValueError("must not be empty")
-        return value
+    _file_data: ClassVar[dict[str, Any]] = {}
+    _blocks: dict[str, BackendBlock] = PrivateAttr(default_factory=dict)
 
     @field_validator("database_url")
     @classmethod
@@ -100,40 +89,74 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _ConfigFileSource(settings_cls, cls._config_file))
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls, cls._file_data))
 
     def require(self, *names: str) -> None:
-        """Fail with one message naming every setting a command needs but does not have."""
-        missing = [name.upper() for name in names if getattr(self, name) in (None, "")]
+        """Fail with one message naming every setting a command needs but does not have.
+
+        Names are environment names in lower case; a back end's are its prefix plus its field
+        (`dispatch_secret`)."""
+        missing = [name.upper() for name in names if self.value(name) in (None, "")]
         if missing:
+            secret = any(self._is_secret(n) for n in names)
             raise SettingsError(
                 f"missing setting(s): {', '.join(missing)}; set them in the environment"
-                + ("" if any(n in SECRET_FIELDS for n in names) else " or the config file")
+                + ("" if secret else " or the config file")
             )
 
+    def value(self, name: str) -> Any:
+        """A setting by its environment name in lower case, top-level or of a back end."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        for block in self._blocks.values():
+            field = block.field_for(name)
+            if field is not None:
+                return getattr(block.values, field)
+        raise KeyError(name)
+
     def secret(self, name: str) -> str:
-        value = getattr(self, name)
+        value = self.value(name)
         return value.get_secret_value() if value is not None else ""
 
+    @property
+    def backend_blocks(self) -> dict[str, BackendBlock]:
+        """The configured back ends by instance name (at least one: dispatch_connect by default)."""
+        return self._blocks
+
+    def _is_secret(self, name: str) -> bool:
+        if name in SECRET_FIELDS:
+            return True
+        return any(block.field_for(name) in block.entry.secrets for block in self._blocks.values())
+
     def masked(self) -> dict[str, Any]:
-        """The effective settings for display, secrets replaced by a fixed mask."""
+        """The effective settings for display, secrets replaced by a fixed mask; each back end's fields
+        under its environment names, and `backends` listing each instance with its type."""
         shown: dict[str, Any] = {}
         for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, SecretStr):
-                value = "********"
-            elif name == "database_url":
-                value = mask_url_password(value)
-            shown[name] = None if value is None else str(value)
+            if name == "backends":
+                continue
+            shown[name] = _shown(name, getattr(self, name))
+        shown["backends"] = ", ".join(f"{n} ({b.entry.name})" for n, b in self._blocks.items())
+        for block in self._blocks.values():
+            for field in type(block.values).model_fields:
+                shown[block.env_name(field).lower()] = _shown(field, getattr(block.values, field))
         return shown
 
 
-class _ConfigFileSource(PydanticBaseSettingsSource):
-    """Reads the YAML config file; refuses secrets in it."""
+def _shown(name: str, value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "********"
+    if name == "database_url":
+        return mask_url_password(value)
+    return None if value is None else str(value)
 
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The config file's top-level values (read once by load_settings; back-end keys taken out)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
         super().__init__(settings_cls)
-        self.data = _read_config_file(path) if path else {}
+        self.data = data
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self.data.get(field_name), field_name, False
@@ -176,15 +199,28 @@ def mask_url_password(url: str) -> str:
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings once at start; any problem becomes one SettingsError naming the setting."""
+    """Build the settings once at start; any problem becomes one SettingsError naming the setting.
+
+    Back-end settings (`DISPATCH_SECRET`, `backends:` blocks in the file, `dispatch_base_url=` overrides)
+    are resolved into one typed block per configured back end (sync.backends)."""
     path = config_file or os.environ.get(CONFIG_FILE_ENV)
-    Settings._config_file = Path(path) if path else None
+    file_data = _read_config_file(Path(path)) if path else {}
+    top = set(Settings.model_fields)
+    declared = file_data.get("backends") if "backends" not in overrides else overrides["backends"]
+    instances = resolve_instances(declared)
+    flat_file = {k: v for k, v in file_data.items() if k not in top}
+    flat_overrides = {k: v for k, v in overrides.items() if k not in top}
+    blocks = build_blocks(instances, flat_file, flat_overrides, path)
+    claimed = {name for block in blocks.values() for name in block.flat_names()}
+    Settings._file_data = {k: v for k, v in file_data.items() if k not in claimed}
     try:
-        return Settings(**overrides)
+        settings = Settings(**{k: v for k, v in overrides.items() if k not in claimed})
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     finally:
-        Settings._config_file = None
+        Settings._file_data = {}
+    settings._blocks = blocks
+    return settings
 
 
 def _describe(exc: ValidationError) -> str:

@@ -25,12 +25,13 @@ import requests
 import yaml
 
 from connector.crm import connect_salesforce
+from connector.dispatch_connect.backend import from_client
 from connector.dispatch_connect.client import DispatchConnectClient
 from connector.mapping import load_mapping
 from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
 from connector.sandbox.salesforce.emulator import SalesforceEmulator, trusting_session
 from sync.context import SyncContext
-from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox
 from sync.service.daemon import freeze_startup_heap
 from sync.settings import load_settings
@@ -175,7 +176,7 @@ def make_context(
         settings=settings,
         engine=engine,
         mapping=load_mapping(settings.mapping_file),
-        dispatch_client=client,
+        backends={"dispatch_connect": from_client(client, acks=settings.value("dispatch_acks"))},
         crm_gateway=crm,
     )
 
@@ -383,7 +384,7 @@ def settle(r: Rig, timeout: float = 1800) -> dict[str, int]:
     totals = {"received": 0, "processed": 0, "written": 0, "flush_calls": 0}
     r.dispatch.wait_idle(timeout)
     while True:
-        polled = drain_outbound_queue(r.ctx)
+        polled = drain_pull_channels(r.ctx)
         processed = 0
         while (done := process_inbox(r.ctx).processed) > 0:
             processed += done

@@ -8,6 +8,8 @@ field-service back end (`system`); Dispatch Connect's ids become back-end neutra
 - entity_state: + system; dispatch_id -> remote_id (String(255)); unique (kind, external_id) becomes
   (system, kind, external_id); ix_entity_dispatch (dispatch_id) becomes ix_entity_remote
   (system, kind, remote_id).
+- write_back: + system (nullable): the back end whose report queued a create, so the link to the created
+  CRM record belongs to it; None for rows that are no back end's (updates, sync-log mirror rows).
 
 Every row already stored is Dispatch Connect's, so `system` is filled with 'dispatch_connect' through a
 server default that is dropped again once the rows have it: the models give `system` no default either, so a
@@ -101,6 +103,7 @@ def upgrade() -> None:
     # Its own batch: a batch cannot index a column it renames.
     with op.batch_alter_table("entity_state", schema=None) as batch_op:
         batch_op.create_index("ix_entity_remote", ["system", "kind", "remote_id"], unique=False)
+    op.add_column("write_back", sa.Column("system", sa.String(length=40), nullable=True))
 
 
 def _refuse_rows_revision_0003_cannot_hold() -> None:
@@ -142,6 +145,8 @@ def _to_dispatch_id(batch_op: BatchOperations) -> None:
 
 def downgrade() -> None:
     _refuse_rows_revision_0003_cannot_hold()
+    with op.batch_alter_table("write_back", schema=None) as batch_op:
+        batch_op.drop_column("system")
 
     with op.batch_alter_table("entity_state", schema=None) as batch_op:
         batch_op.drop_index("ix_entity_remote")

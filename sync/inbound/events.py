@@ -1,29 +1,32 @@
-"""How each `agent/out` event type changes the store: entity state, write-back intents, sync-log rows.
+"""How what the field reports changes the store: entity state, write-back intents, sync-log rows.
 
-Events Dispatch reports are applied leniently (statemachines.apply_reported): an unexpected transition is
-applied with a warning, an event older than the applied one never rolls state back, and an unknown type
-or attribute is kept (the whole payload stays in the inbox row) and logged, never fatal. Nothing here
-does I/O: the caller commits all of one message's effects in one transaction.
+Back ends translate their deliveries into `ReportedEvent`, `RecordResult` and `Notice` (connector.ports);
+this module applies them, whatever system they came from. Events are applied leniently
+(statemachines.apply_reported): an unexpected transition is applied with a warning, an event older than
+the applied one never rolls state back, and an unknown type or attribute is kept (the whole payload stays
+in the inbox row) and logged, never fatal. Nothing here does I/O: the caller commits all of one
+delivery's effects in one transaction.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from connector.dispatch_connect.event_shapes import normalize_event
 from connector.mapping import MappingConfig, ObjectSpec
+from connector.ports import Notice, RecordResult, Report, ReportedEvent
 from statemachines import ApplyResult, EntityState, apply_reported, follow_ups
-from sync.outbound.confirmation import apply_ack, apply_err
+from sync.outbound.confirmation import apply_result
 from sync.store.dbtypes import utcnow
 from sync.store.models import EntityStateRow, TrackedRecord
 from sync.store.synclog import one_loud_row, write_log
 from sync.writeback.queue import enqueue_create, enqueue_update
+
+CrmLink = tuple[str, str, ObjectSpec]
 
 
 @dataclass
@@ -31,44 +34,78 @@ class EventContext:
     session: Session
     mapping: MappingConfig
     msg_id: str
+    system: str
+    label: str  # the back end's name in messages people read
 
 
-def parse_time(value: Any) -> datetime | None:
-    """Dispatch writes `2018-05-18T10:05:46+0000`; Python wants a colon in the offset."""
-    if not value:
-        return None
-    text = str(value).replace("Z", "+00:00")
-    text = re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", text)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+def apply_report(ctx: EventContext, report: Report) -> None:
+    """Apply one report. Whatever is wrong with it reaches support as one warning or error row."""
+    with one_loud_row(ctx.session):
+        if report.problems:
+            entity = report.kind if isinstance(report, ReportedEvent) else _entity_name(report)
+            _warn(
+                ctx,
+                entity,
+                f"{entity} event has attributes of an unexpected type, ignored: {'; '.join(report.problems)}",
+            )
+        if isinstance(report, RecordResult):
+            apply_result(ctx.session, ctx.mapping, report, source=ctx.msg_id, label=ctx.label)
+        elif isinstance(report, Notice):
+            _notice(ctx, report)
+        else:
+            HANDLERS.get(report.kind, _unknown_kind)(ctx, report)
+
+
+def _entity_name(report: RecordResult | Notice) -> str | None:
+    return report.record_type if isinstance(report, RecordResult) else report.entity
+
+
+def _notice(ctx: EventContext, notice: Notice) -> None:
+    write_log(
+        ctx.session,
+        notice.message,
+        level=notice.level,
+        direction="in",
+        entity=notice.entity,
+        external_id=notice.external_id,
+        msg_id=notice.message_id or ctx.msg_id,
+        details=dict(notice.details) if notice.details is not None else None,
+    )
 
 
 # --- entity state and CRM links -------------------------------------------------------------------------
-def _entity(ctx: EventContext, kind: str, external_id: str | None, dispatch_id: Any) -> EntityStateRow | None:
-    session = ctx.session
+def _entity(
+    ctx: EventContext, kind: str, external_id: str | None, remote_id: str | None
+) -> EntityStateRow | None:
+    session, system = ctx.session, ctx.system
     row = None
     if external_id:
         row = session.exec(
             select(EntityStateRow)
-            .where(col(EntityStateRow.kind) == kind, col(EntityStateRow.external_id) == external_id)
+            .where(
+                col(EntityStateRow.system) == system,
+                col(EntityStateRow.kind) == kind,
+                col(EntityStateRow.external_id) == external_id,
+            )
             .with_for_update()  # PostgreSQL workers: read-modify-write of one entity is serialised
         ).first()
-    if row is None and dispatch_id is not None:
+    if row is None and remote_id is not None:
         row = session.exec(
             select(EntityStateRow)
-            .where(col(EntityStateRow.kind) == kind, col(EntityStateRow.dispatch_id) == str(dispatch_id))
+            .where(
+                col(EntityStateRow.system) == system,
+                col(EntityStateRow.kind) == kind,
+                col(EntityStateRow.remote_id) == remote_id,
+            )
             .with_for_update()
         ).first()
     if row is None:
-        key = external_id or (f"dispatch:{dispatch_id}" if dispatch_id is not None else None)
+        key = external_id or (f"{system}:{remote_id}" if remote_id is not None else None)
         if key is None:
             return None
-        row = EntityStateRow(kind=kind, external_id=key)
-    if dispatch_id is not None:
-        row.dispatch_id = str(dispatch_id)
+        row = EntityStateRow(system=system, kind=kind, external_id=key)
+    if remote_id is not None:
+        row.remote_id = remote_id
     session.add(row)
     return row
 
@@ -76,7 +113,7 @@ def _entity(ctx: EventContext, kind: str, external_id: str | None, dispatch_id: 
 def _apply(
     ctx: EventContext, row: EntityStateRow, status: str, updated_at: datetime | None, reason: str | None
 ) -> ApplyResult:
-    milestones = {k: parse_time(v) for k, v in (row.milestones or {}).items()}
+    milestones = {k: _parse_iso(v) for k, v in (row.milestones or {}).items()}
     state = EntityState(
         row.state, row.status_message, {k: v for k, v in milestones.items() if v}, row.updated_at
     )
@@ -85,36 +122,44 @@ def _apply(
     row.milestones = {k: v.isoformat() for k, v in state.milestones.items()}
     ctx.session.add(row)
     if result.warning:
-        write_log(
-            ctx.session,
-            result.warning,
-            level="warning",
-            direction="in",
-            entity=row.kind,
-            crm_record_id=row.crm_id,
-            external_id=row.external_id,
-            msg_id=ctx.msg_id,
-        )
+        _log_entity(ctx, row, result.warning, level="warning")
     elif result.changed:
         reason = f" ({row.status_message})" if row.status_message else ""
-        write_log(
-            ctx.session,
-            f"{row.kind} {row.external_id}: {result.from_state or 'new'} -> {row.state}{reason}",
-            direction="in",
-            entity=row.kind,
-            crm_record_id=row.crm_id,
-            external_id=row.external_id,
-            msg_id=ctx.msg_id,
+        _log_entity(
+            ctx, row, f"{row.kind} {row.external_id}: {result.from_state or 'new'} -> {row.state}{reason}"
         )
     return result
 
 
-def crm_link(ctx: EventContext, external_id: str | None) -> tuple[str, str, ObjectSpec] | None:
-    """The CRM record whose primary canonical record has this external id (a job -> its work order)."""
+def _log_entity(ctx: EventContext, row: EntityStateRow, message: str, *, level: str = "info") -> None:
+    write_log(
+        ctx.session,
+        message,
+        level=level,
+        direction="in",
+        entity=row.kind,
+        crm_record_id=row.crm_id,
+        external_id=row.external_id,
+        msg_id=ctx.msg_id,
+    )
+
+
+def _parse_iso(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def crm_link(ctx: EventContext, external_id: str | None) -> CrmLink | None:
+    """The CRM record whose primary record has this external id on this back end (a job -> its work
+    order). A record that moved to another back end no longer links to the one it left."""
     if not external_id:
         return None
     tracked = ctx.session.exec(
-        select(TrackedRecord).where(col(TrackedRecord.external_id) == external_id)
+        select(TrackedRecord).where(
+            col(TrackedRecord.external_id) == external_id, col(TrackedRecord.system) == ctx.system
+        )
     ).first()
     if tracked is None or tracked.crm_object not in ctx.mapping.objects:
         return None
@@ -123,7 +168,7 @@ def crm_link(ctx: EventContext, external_id: str | None) -> tuple[str, str, Obje
 
 def _job_writeback(
     ctx: EventContext,
-    link: tuple[str, str, ObjectSpec],
+    link: CrmLink,
     row: EntityStateRow,
     stamped: tuple[str, ...],
     extra: Mapping[str, Any] | None = None,
@@ -145,57 +190,45 @@ def _job_writeback(
     enqueue_update(ctx.session, crm_object, crm_id, fields, source=ctx.msg_id)
 
 
-def _link_crm(row: EntityStateRow, link: tuple[str, str, ObjectSpec] | None) -> None:
+def _link_crm(row: EntityStateRow, link: CrmLink | None) -> None:
     if link and not row.crm_id:
         row.crm_object, row.crm_id = link[0], link[1]
 
 
 # --- handlers ---------------------------------------------------------------------------------------------
-def on_job(ctx: EventContext, data: Mapping[str, Any]) -> None:
-    others = (str(v) for v in data.get("external_ids") or [] if isinstance(v, str | int))
-    external_id = data.get("external_id") or next(others, None)
-    row = _entity(ctx, "job", external_id, data.get("id"))
+def on_job(ctx: EventContext, event: ReportedEvent) -> None:
+    row = _entity(ctx, "job", event.external_id, event.remote_id)
     if row is None:
-        _unroutable(ctx, "job", data)
+        _unroutable(ctx, event)
         return
     link = crm_link(ctx, row.external_id)
     _link_crm(row, link)
-    status = str(data.get("status") or row.state or "offered")
-    result = _apply(ctx, row, status, parse_time(data.get("updated_at")), data.get("status_message") or None)
+    result = _apply(ctx, row, event.status or row.state or "offered", event.updated_at, event.reason)
     if link is None:
-        _job_without_crm_record(ctx, row, data)
+        _job_without_crm_record(ctx, row, event)
         return
     if result.changed or result.stamped:  # a late event may still prove a missing milestone
         _job_writeback(ctx, link, row, result.stamped)
 
 
-def _job_without_crm_record(ctx: EventContext, row: EntityStateRow, data: Mapping[str, Any]) -> None:
-    """A job born in Dispatch: create the CRM record when the mapping allows it, else log it for support."""
+def _job_without_crm_record(ctx: EventContext, row: EntityStateRow, event: ReportedEvent) -> None:
+    """A job born in the field: create the CRM record when the mapping allows it, else log it for support."""
     for name, spec in ctx.mapping.objects.items():
         if spec.primary_record().type == "job" and spec.inbound_jobs.enabled and row.state == "offered":
-            fields = {crm: _path(data, attr) for crm, attr in spec.inbound_jobs.fields.items()}
+            fields = {crm: _path(event.attributes, attr) for crm, attr in spec.inbound_jobs.fields.items()}
             fields.update(spec.inbound_jobs.constants)
             if spec.write_back.status:
                 fields[spec.write_back.status] = row.state
-            enqueue_create(ctx.session, name, row.external_id, fields, source=ctx.msg_id)
-            write_log(
-                ctx.session,
-                f"job {row.external_id} was created in Dispatch; creating a {name} for it",
-                level="info",
-                direction="in",
-                entity="job",
-                external_id=row.external_id,
-                msg_id=ctx.msg_id,
+            enqueue_create(ctx.session, name, row.external_id, fields, system=ctx.system, source=ctx.msg_id)
+            _log_entity(
+                ctx, row, f"job {row.external_id} was created in {ctx.label}; creating a {name} for it"
             )
             return
-    write_log(
-        ctx.session,
+    _log_entity(
+        ctx,
+        row,
         f"job {row.external_id} matches no CRM record and the mapping does not create one",
         level="warning",
-        direction="in",
-        entity="job",
-        external_id=row.external_id,
-        msg_id=ctx.msg_id,
     )
 
 
@@ -206,37 +239,25 @@ def _path(data: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def _parent_job_id(data: Mapping[str, Any]) -> str | None:
-    job = data.get("job")
-    return str(job["external_id"]) if isinstance(job, Mapping) and job.get("external_id") else None
-
-
-def on_appointment(ctx: EventContext, data: Mapping[str, Any]) -> None:
-    row = _entity(ctx, "appointment", data.get("external_id"), data.get("id"))
-    if row is None or not data.get("status"):
-        _unroutable(ctx, "appointment", data)
+def on_appointment(ctx: EventContext, event: ReportedEvent) -> None:
+    row = _entity(ctx, "appointment", event.external_id, event.remote_id)
+    if row is None or not event.status:
+        _unroutable(ctx, event)
         return
-    updated_at = parse_time(data.get("updated_at"))
-    result = _apply(ctx, row, str(data["status"]), updated_at, data.get("status_message") or None)
-    job_external = _parent_job_id(data)
+    result = _apply(ctx, row, event.status, event.updated_at, event.reason)
+    job_external = event.parent_external_id
     link = crm_link(ctx, job_external)
     _link_crm(row, link)
     if link is None:
-        _no_link(ctx, "appointment", row.external_id, job_external)
+        _no_link(ctx, event.kind, row.external_id, job_external)
         return
     if result.stale and not result.stamped:
         return
-    wb = link[2].write_back
-    window: dict[str, Any] = {}
-    if wb.appointment_start and data.get("start_time") and not result.stale:
-        window[wb.appointment_start] = _iso(data["start_time"])
-    if wb.appointment_end and data.get("end_time") and not result.stale:
-        window[wb.appointment_end] = _iso(data["end_time"])
-    job_row = _entity(ctx, "job", job_external, data.get("job_id"))
+    job_row = _entity(ctx, "job", job_external, event.parent_remote_id)
     job_stamped: tuple[str, ...] = ()
     for follow in follow_ups("appointment", row.state) if result.changed else ():
         if follow.relation == "parent_job" and job_row is not None:
-            job_stamped = _apply(ctx, job_row, follow.status, updated_at, None).stamped
+            job_stamped = _apply(ctx, job_row, follow.status, event.updated_at, None).stamped
     stamped = tuple(m for m in result.stamped if m in ("enroute", "started")) + job_stamped
     if job_row is not None:
         _link_crm(job_row, link)
@@ -245,22 +266,26 @@ def on_appointment(ctx: EventContext, data: Mapping[str, Any]) -> None:
             {m: row.milestones[m] for m in result.stamped if row.milestones and m in row.milestones}
         )
         job_row.milestones = merged
-        _job_writeback(ctx, link, job_row, stamped, window)
+        _job_writeback(ctx, link, job_row, stamped, _window(link, event, result.stale))
 
 
-def _iso(value: Any) -> str | None:
-    parsed = parse_time(value)
-    return parsed.isoformat() if parsed else None
+def _window(link: CrmLink, event: ReportedEvent, stale: bool) -> dict[str, Any]:
+    """The appointment window onto the job's CRM record (not from a stale event)."""
+    wb = link[2].write_back
+    window: dict[str, Any] = {}
+    if wb.appointment_start and event.window_start and not stale:
+        window[wb.appointment_start] = event.window_start.isoformat()
+    if wb.appointment_end and event.window_end and not stale:
+        window[wb.appointment_end] = event.window_end.isoformat()
+    return window
 
 
-def on_offer(ctx: EventContext, data: Mapping[str, Any]) -> None:
-    row = _entity(ctx, "offer", data.get("external_id"), data.get("id"))
-    if row is None or not data.get("status"):
-        _unroutable(ctx, "offer", data)
+def on_offer(ctx: EventContext, event: ReportedEvent) -> None:
+    row = _entity(ctx, "offer", event.external_id, event.remote_id)
+    if row is None or not event.status:
+        _unroutable(ctx, event)
         return
-    _apply(
-        ctx, row, str(data["status"]), parse_time(data.get("updated_at")), data.get("status_message") or None
-    )
+    _apply(ctx, row, event.status, event.updated_at, event.reason)
     write_log(
         ctx.session,
         f"offer {row.external_id} is {row.state}",
@@ -271,45 +296,39 @@ def on_offer(ctx: EventContext, data: Mapping[str, Any]) -> None:
     )
 
 
-def on_attachment(ctx: EventContext, data: Mapping[str, Any]) -> None:
-    """Notes (with `description`) and files (with `file_token`); `deleted_at` set means deleted."""
-    kind = "note" if "description" in data and not data.get("file_token") else "attachment"
-    row = _entity(ctx, kind, None, data.get("id"))
+def on_note(ctx: EventContext, event: ReportedEvent) -> None:
+    """Notes and files: state active/deleted, kept as entity rows, written as CRM records if mapped."""
+    row = _entity(ctx, event.kind, None, event.remote_id)
     if row is None:
-        _unroutable(ctx, kind, data)
+        _unroutable(ctx, event)
         return
-    updated_at = parse_time(data.get("updated_at"))
-    if row.updated_at and updated_at and updated_at < row.updated_at:
+    if row.updated_at and event.updated_at and event.updated_at < row.updated_at:
         return  # an older version of the note: keep the newer one
-    row.state = "deleted" if data.get("deleted_at") else "active"
-    row.updated_at = updated_at or row.updated_at
-    row.attributes = dict(data)
-    job_external = _parent_job_id(data)
+    row.state = event.status or "active"
+    row.updated_at = event.updated_at or row.updated_at
+    row.attributes = dict(event.attributes)
+    job_external = event.parent_external_id
     link = crm_link(ctx, job_external)
     _link_crm(row, link)
-    text = data.get("description") if kind == "note" else data.get("name")
     write_log(
         ctx.session,
-        f"{kind} {row.external_id} on job {job_external} {row.state}: {text}",
+        f"{event.kind} {row.external_id} on job {job_external} {row.state}: {event.reason}",
         direction="in",
-        entity=kind,
+        entity=event.kind,
         crm_record_id=row.crm_id,
         external_id=job_external,
         msg_id=ctx.msg_id,
     )
     if link is not None:
-        _job_writeback(ctx, link, EntityStateRow(kind=kind, external_id=row.external_id), ())
-        _note_record(ctx, link, row, data)
+        _job_writeback(ctx, link, EntityStateRow(system=ctx.system, kind=event.kind, external_id=""), ())
+        _note_record(ctx, link, row, event.attributes)
 
 
-def _note_record(
-    ctx: EventContext, link: tuple[str, str, ObjectSpec], row: EntityStateRow, data: Mapping[str, Any]
-) -> None:
+def _note_record(ctx: EventContext, link: CrmLink, row: EntityStateRow, values: Mapping[str, Any]) -> None:
     """Create the CRM note record the first time, update it afterwards (creates coalesce until flushed)."""
     notes = link[2].write_back.notes
     if notes is None:
         return
-    values = {**data, "deleted": bool(data.get("deleted_at"))}
     fields = {crm: values.get(attr) for crm, attr in notes.fields.items()}
     existing = ctx.session.exec(
         select(TrackedRecord).where(
@@ -324,38 +343,19 @@ def _note_record(
             notes.object,
             row.external_id,
             {notes.parent_field: link[1], **fields},
+            system=ctx.system,
             source=ctx.msg_id,
         )
 
 
-SURVEY_REASONS = re.compile(r"^\s*\[([^\]]*)\]\s*")
-
-
-def split_survey_comment(message: str | None) -> tuple[list[str], str]:
-    """'[Late, Messy] Great tech' -> (['Late', 'Messy'], 'Great tech')."""
-    if not message:
-        return [], ""
-    match = SURVEY_REASONS.match(message)
-    if not match:
-        return [], message.strip()
-    reasons = [r.strip() for r in match.group(1).split(",") if r.strip()]
-    return reasons, message[match.end() :].strip()
-
-
-def _number(value: Any) -> float | None:
-    try:
-        return None if value is None or isinstance(value, bool) else float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def on_survey(ctx: EventContext, data: Mapping[str, Any]) -> None:
-    reasons, comments = split_survey_comment(data.get("message"))
-    job_external = _parent_job_id(data)
+def on_survey(ctx: EventContext, event: ReportedEvent) -> None:
+    reasons = list(event.attributes.get("reasons") or [])
+    comments = event.reason or ""
+    job_external = event.parent_external_id
     link = crm_link(ctx, job_external)
     write_log(
         ctx.session,
-        f"survey for job {job_external}: rating {data.get('rating')}",
+        f"survey for job {job_external}: rating {event.attributes.get('rating')}",
         direction="in",
         entity="surveyresponse",
         crm_record_id=link[1] if link else None,
@@ -364,109 +364,58 @@ def on_survey(ctx: EventContext, data: Mapping[str, Any]) -> None:
         details={"reasons": reasons, "comments": comments},
     )
     if link is None:
-        _no_link(ctx, "surveyresponse", str(data.get("id")), job_external)
+        _no_link(ctx, "surveyresponse", event.remote_id, job_external)
         return
     wb = link[2].write_back
     fields: dict[str, Any] = {}
     if wb.survey_rating:
-        fields[wb.survey_rating] = _number(data.get("rating"))
+        fields[wb.survey_rating] = event.attributes.get("rating")
     if wb.survey_comments:
         fields[wb.survey_comments] = (f"[{', '.join(reasons)}] " if reasons else "") + comments
-    _job_writeback(ctx, link, EntityStateRow(kind="survey", external_id=""), (), fields)
+    _job_writeback(ctx, link, EntityStateRow(system=ctx.system, kind="survey", external_id=""), (), fields)
 
 
-def on_billing_document(kind: str) -> Callable[[EventContext, Mapping[str, Any]], None]:
-    def handle(ctx: EventContext, data: Mapping[str, Any]) -> None:
-        row = _entity(ctx, kind, data.get("external_id"), data.get("id"))
-        if row is None or not data.get("status"):
-            _unroutable(ctx, kind, data)
-            return
-        result = _apply(ctx, row, str(data["status"]), parse_time(data.get("updated_at")), None)
-        row.attributes = dict(data)
-        for follow in follow_ups(kind, row.state) if result.changed else ():
-            write_log(
-                ctx.session,
-                f"{kind} {row.external_id} is {row.state}: {follow.reason}",
-                direction="in",
-                entity=kind,
-                external_id=row.external_id,
-                msg_id=ctx.msg_id,
-            )
+def on_billing_document(ctx: EventContext, event: ReportedEvent) -> None:
+    kind = event.kind
+    row = _entity(ctx, kind, event.external_id, event.remote_id)
+    if row is None or not event.status:
+        _unroutable(ctx, event)
+        return
+    result = _apply(ctx, row, event.status, event.updated_at, None)
+    row.attributes = dict(event.attributes)
+    for follow in follow_ups(kind, row.state) if result.changed else ():
         write_log(
             ctx.session,
-            f"{kind} {row.external_id} is {row.state}",
+            f"{kind} {row.external_id} is {row.state}: {follow.reason}",
             direction="in",
             entity=kind,
-            external_id=_parent_job_id(data) or row.external_id,
+            external_id=row.external_id,
             msg_id=ctx.msg_id,
         )
-
-    return handle
-
-
-def on_payment(ctx: EventContext, data: Mapping[str, Any]) -> None:
-    document = data.get("billing_document") or {}
-    amount = (data.get("amount") or {}).get("text")
     write_log(
         ctx.session,
-        f"payment {data.get('id')} of {amount} on {document.get('external_id')}: {data.get('result')}",
+        f"{kind} {row.external_id} is {row.state}",
         direction="in",
-        entity="payment",
-        external_id=document.get("external_id"),
+        entity=kind,
+        external_id=event.parent_external_id or row.external_id,
         msg_id=ctx.msg_id,
-        details=dict(data),
     )
 
 
-def on_ack(ctx: EventContext, data: Mapping[str, Any]) -> None:
-    model = str(data.get("model") or "")
-    if model.startswith("auto_assign"):
-        level = "warning" if data.get("ack_message") else "info"
-        external = data.get("external_id") or (data.get("data") or {}).get("external_id")
-        write_log(
-            ctx.session,
-            f"{model}: {data.get('ack_message') or 'assigned'}",
-            level=level,
-            direction="in",
-            entity=model,
-            external_id=external,
-            msg_id=data.get("msg_id"),
-            details=dict(data),
-        )
-        return
-    apply_ack(ctx.session, ctx.mapping, data, source=ctx.msg_id)
-
-
-def on_err(ctx: EventContext, data: Mapping[str, Any]) -> None:
-    inner = (data.get("payload") or {}).get("err") if isinstance(data.get("payload"), Mapping) else None
-    apply_err(ctx.session, ctx.mapping, inner or data, source=ctx.msg_id)
-
-
-def on_kept(kind: str) -> Callable[[EventContext, Mapping[str, Any]], None]:
-    """Event types with no CRM effect by default (calendar events, custom forms): kept and logged."""
-
-    def handle(ctx: EventContext, data: Mapping[str, Any]) -> None:
-        external = data.get("external_id") or _parent_job_id(data)
-        write_log(
-            ctx.session,
-            f"{kind} received",
-            direction="in",
-            entity=kind,
-            external_id=external,
-            msg_id=ctx.msg_id,
-            details=dict(data),
-        )
-
-    return handle
-
-
-def _warn(ctx: EventContext, kind: str, message: str, **fields: Any) -> None:
+def _warn(ctx: EventContext, kind: str | None, message: str, **fields: Any) -> None:
     write_log(ctx.session, message, level="warning", direction="in", entity=kind, msg_id=ctx.msg_id, **fields)
 
 
-def _unroutable(ctx: EventContext, kind: str, data: Mapping[str, Any]) -> None:
-    message = f"{kind} event has no external_id, id or status to apply; kept in the inbox"
-    _warn(ctx, kind, message, details=dict(data))
+def _unroutable(ctx: EventContext, event: ReportedEvent) -> None:
+    message = f"{event.kind} event has no external_id, id or status to apply; kept in the inbox"
+    _warn(ctx, event.kind, message, details=dict(event.attributes))
+
+
+def _unknown_kind(ctx: EventContext, event: ReportedEvent) -> None:
+    message = (
+        f"{ctx.label} reported an entity of unknown kind {event.kind!r}: kept in the inbox, no CRM effect"
+    )
+    _warn(ctx, event.kind, message, details=dict(event.attributes))
 
 
 def _no_link(ctx: EventContext, kind: str, external_id: str | None, job_external: str | None) -> None:
@@ -474,44 +423,13 @@ def _no_link(ctx: EventContext, kind: str, external_id: str | None, job_external
     _warn(ctx, kind, message, external_id=job_external)
 
 
-HANDLERS: dict[str, Callable[[EventContext, Mapping[str, Any]], None]] = {
+HANDLERS: dict[str, Callable[[EventContext, ReportedEvent], None]] = {
     "job": on_job,
     "appointment": on_appointment,
     "offer": on_offer,
-    "joboffer": on_offer,
-    "attachment": on_attachment,
-    "surveyresponse": on_survey,
-    "estimate": on_billing_document("estimate"),
-    "invoice": on_billing_document("invoice"),
-    "payment": on_payment,
-    "ack": on_ack,
-    "err": on_err,
-    "calendar_event": on_kept("calendar_event"),
-    "customform": on_kept("customform"),
+    "note": on_note,
+    "attachment": on_note,
+    "survey": on_survey,
+    "estimate": on_billing_document,
+    "invoice": on_billing_document,
 }
-
-
-def handle_action(ctx: EventContext, put_type: str, data: Mapping[str, Any]) -> None:
-    """Apply one action. Whatever is wrong with it reaches support as one warning or error row."""
-    with one_loud_row(ctx.session):
-        _handle_action(ctx, put_type, data)
-
-
-def _handle_action(ctx: EventContext, put_type: str, data: Mapping[str, Any]) -> None:
-    data, problems = normalize_event(data)
-    if problems:
-        _warn(
-            ctx,
-            put_type,
-            f"{put_type} event has attributes of an unexpected type, ignored: {'; '.join(problems)}",
-        )
-    handler = HANDLERS.get(put_type)
-    if handler is None:
-        _warn(
-            ctx,
-            put_type,
-            f"unknown event type {put_type!r}: kept in the inbox, no CRM effect",
-            details=dict(data),
-        )
-        return
-    handler(ctx, data)

@@ -1,11 +1,11 @@
-"""Dispatch -> CRM, step one: drain `agent/out` into the inbox, store first, then ack.
+"""Field service -> CRM, step one: drain every pull channel into the inbox, store first, then settle.
 
-Exactly the playbook's polling best practices: ask for 10, commit each message to the inbox, acknowledge
-it right after its own commit (never before, and never when storing failed, so Dispatch redelivers it),
-poll again while a full page came back. Acks of a stored page go out concurrently to save round trips. A
-redelivered message (same ID) hits the same inbox row: it is acked again and counted, with no second
-effect. Only one poller runs at a time (sync.store.locks). Business processing happens later, in
-sync.inbound.processor.
+The playbook's polling best practices, for any queue-like channel: ask for a page, commit each delivery to
+the inbox, settle it (acknowledge) right after its own commit (never before, and never when storing
+failed, so the source delivers it again), fetch again while a full page came back. Settlements of a
+stored page go out concurrently to save round trips. A redelivered message (same id) hits the same inbox
+row: it is settled again and counted, with no second effect. Only one poller runs at a time
+(sync.store.locks). Business processing happens later, in sync.inbound.processor.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
-from connector.dispatch_connect.client import MAX_MESSAGES_PER_POLL, MalformedPage, OutboundMessage
 from connector.errors import ConnectorError
-from connector.text import storable
+from connector.ports import Delivery, PullChannel
 from sync.context import SyncContext
+from sync.inbound.inbox import store_delivery
 from sync.store.db import session_scope
 from sync.store.dbtypes import utcnow
 from sync.store.locks import single_instance
@@ -42,84 +42,61 @@ class PollReport:
     events: list[str] = field(default_factory=list)  # ordered "stored:ID" / "acked:ID", for tests
 
 
-def entity_key(message: OutboundMessage) -> str | None:
-    """`kind:external id` of the first action, so one entity's events can be found and ordered."""
-    for action in message.actions:
-        data = action.data
-        external = data.get("external_id") or (data.get("job") or {}).get("external_id") or data.get("id")
-        if external is not None:
-            return f"{action.put_type}:{external}"[:300]
-    return None
+StoreHook = Callable[[Delivery], None]
 
 
-def store_message(session: Session, message: OutboundMessage) -> bool:
-    """Insert the message, or count a redelivery. Returns True when it was new."""
-    message_id = storable(message.id)
-    existing = session.get(InboxMessage, message_id)
-    if existing is not None:
-        existing.deliveries += 1
-        existing.receipt = storable(message.receipt)
-        session.add(existing)
-        return False
-    session.add(
-        InboxMessage(
-            message_id=message_id,
-            procedure_id=storable(message.procedure_id),
-            receipt=storable(message.receipt),
-            type=storable(message.type),
-            entity_key=storable(entity_key(message)),
-            payload=storable(message.raw),
-            received_at=utcnow(),
-        )
-    )
-    return True
+def drain_pull_channels(ctx: SyncContext, *, before_store: StoreHook | None = None) -> PollReport:
+    """Drain every configured back end's pull channels. `before_store` lets tests inject a storage failure.
 
-
-StoreHook = Callable[[OutboundMessage], None]
-
-
-def drain_outbound_queue(ctx: SyncContext, *, before_store: StoreHook | None = None) -> PollReport:
-    """Poll until a page comes back short. `before_store` lets tests inject a storage failure.
-
-    A page is committed in one transaction, then its acks go out on a thread pool while the next page is
-    polled: every ack still follows the commit of its message, and the round trips overlap."""
+    A page is committed in one transaction, then its settlements go out on a thread pool while the next
+    page is fetched: every settlement still follows the commit of its delivery, and the round trips
+    overlap."""
     report = PollReport()
     acks: list[Future[str | None]] = []
     with single_instance(ctx.engine, "poller"), ThreadPoolExecutor(ACK_THREADS) as pool:
-        for _ in range(MAX_PAGES_PER_DRAIN):
-            page = _poll_page(ctx, report)
-            report.polls += 1
-            report.received += len(page)
-            acks.extend(
-                pool.submit(_ack, ctx, message, report)
-                for message in _store_page(ctx, page, report, before_store)
-            )
-            if len(page) < MAX_MESSAGES_PER_POLL:
-                break
+        for backend in ctx.all_backends().values():
+            for channel in backend.pull_channels:
+                _drain(ctx, channel, report, before_store, pool, acks)
         acked = [message_id for future in acks if (message_id := future.result())]
     _mark_acked(ctx, acked)
     return report
 
 
-def _poll_page(ctx: SyncContext, report: PollReport) -> list[OutboundMessage]:
-    try:
-        return ctx.dispatch.poll(MAX_MESSAGES_PER_POLL)
-    except MalformedPage as exc:
-        # Keep the well-formed messages; the bad ones stay un-acked (Dispatch redelivers) and are logged.
-        with session_scope(ctx.engine) as session:
-            write_log(
-                session,
-                f"agent/out returned malformed messages; they were not acknowledged: {exc}",
-                level="error",
-                direction="in",
-                details={"bad": exc.bad},
-            )
-        return list(exc.messages)
+def _drain(
+    ctx: SyncContext,
+    channel: PullChannel,
+    report: PollReport,
+    before_store: StoreHook | None,
+    pool: ThreadPoolExecutor,
+    acks: list[Future[str | None]],
+) -> None:
+    for _ in range(MAX_PAGES_PER_DRAIN):
+        page = channel.fetch(channel.page_size)
+        if page.problem:
+            _log_bad_entries(ctx, page.problem, list(page.bad))
+        report.polls += 1
+        report.received += len(page.deliveries)
+        stored = _store_page(ctx, list(page.deliveries), report, before_store)
+        acks.extend(pool.submit(_ack, channel, delivery, report) for delivery in stored)
+        if not page.full:
+            return
+
+
+def _log_bad_entries(ctx: SyncContext, problem: str, bad: list[object]) -> None:
+    """Keep the well-formed deliveries; the bad ones stay unsettled (the source redelivers) and are logged."""
+    with session_scope(ctx.engine) as session:
+        write_log(
+            session,
+            f"a channel returned malformed messages; they were not acknowledged: {problem}",
+            level="error",
+            direction="in",
+            details={"bad": bad},
+        )
 
 
 def _store_page(
-    ctx: SyncContext, page: list[OutboundMessage], report: PollReport, before_store: StoreHook | None
-) -> list[OutboundMessage]:
+    ctx: SyncContext, page: list[Delivery], report: PollReport, before_store: StoreHook | None
+) -> list[Delivery]:
     """Commit a page; if that fails, store message by message so one bad message holds up no other."""
     if not page:
         return []
@@ -129,7 +106,7 @@ def _store_page(
             for message in page:
                 if before_store:
                     before_store(message)
-                fresh.append(store_message(session, message))
+                fresh.append(store_delivery(session, message))
     except Exception:
         return [message for message in page if _store_one(ctx, message, report, before_store)]
     for message, new in zip(page, fresh, strict=True):
@@ -138,14 +115,14 @@ def _store_page(
 
 
 def _store_one(
-    ctx: SyncContext, message: OutboundMessage, report: PollReport, before_store: StoreHook | None
+    ctx: SyncContext, message: Delivery, report: PollReport, before_store: StoreHook | None
 ) -> bool:
     try:
         with session_scope(ctx.engine) as session:
             if before_store:
                 before_store(message)
-            new = store_message(session, message)
-    except Exception as exc:  # storing failed: no ack, Dispatch redelivers after the visibility timeout
+            new = store_delivery(session, message)
+    except Exception as exc:  # storing failed: not settled, the source redelivers it
         report.store_failures.append(f"{message.id}: {exc}")
         _log_store_failure(ctx, message, exc)
         return False
@@ -153,33 +130,33 @@ def _store_one(
     return True
 
 
-def _count_stored(report: PollReport, message: OutboundMessage, new: bool) -> None:
+def _count_stored(report: PollReport, message: Delivery, new: bool) -> None:
     report.stored += int(new)
     report.redelivered += int(not new)
     report.events.append(f"stored:{message.id}")
 
 
-def _log_store_failure(ctx: SyncContext, message: OutboundMessage, exc: Exception) -> None:
+def _log_store_failure(ctx: SyncContext, message: Delivery, exc: Exception) -> None:
     try:
         with session_scope(ctx.engine) as session:
             write_log(
                 session,
-                f"could not store message {message.id}; not acknowledged, Dispatch will "
+                f"could not store message {message.id}; not acknowledged, {message.system} will "
                 f"redeliver it: {type(exc).__name__}: {exc}",
                 level="error",
                 direction="in",
                 msg_id=message.id,
-                entity=message.type,
+                entity=message.kind,
             )
-    except Exception:  # the store is down; the message is still safe in Dispatch's queue
+    except Exception:  # the store is down; the message is still safe in the source's queue
         pass
 
 
-def _ack(ctx: SyncContext, message: OutboundMessage, report: PollReport) -> str | None:
+def _ack(channel: PullChannel, message: Delivery, report: PollReport) -> str | None:
     try:
-        ctx.dispatch.ack(message.receipt, message.procedure_id)
+        channel.settle(message)
     except ConnectorError as exc:
-        # Stored but not acked: it comes back after the visibility timeout and is recognised as a redelivery.
+        # Stored but not settled: it comes back (a visibility timeout) and is recognised as a redelivery.
         report.ack_failures.append(f"{message.id}: {exc}")
         return None
     report.acked += 1

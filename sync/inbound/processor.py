@@ -1,4 +1,7 @@
-"""Dispatch -> CRM, step two: apply stored inbox messages, one transaction per message.
+"""Field service -> CRM, step two: apply stored inbox messages, one transaction per message.
+
+Each message is translated by the back end type that received it (`BackendType.translate`) into reports in the
+engine's words, then applied by sync.inbound.events.
 
 A message's state changes, sync-log rows and write-back intents commit together with its `processed`
 mark, so an event has exactly one effect even if the process dies half way. A message that raises is
@@ -16,9 +19,9 @@ from typing import Any
 from sqlalchemy import or_, text
 from sqlmodel import col, select
 
-from connector.dispatch_connect.client import OutboundMessage
+from connector.ports import Delivery
 from sync.context import SyncContext
-from sync.inbound.events import EventContext, handle_action
+from sync.inbound.events import EventContext, apply_report
 from sync.store.db import session_scope
 from sync.store.dbtypes import utcnow
 from sync.store.locks import HOLDER
@@ -112,10 +115,11 @@ def process_message(ctx: SyncContext, message_id: str) -> bool:
         row = session.get(InboxMessage, message_id, with_for_update=True)
         if row is None or row.status != "new":
             return False
-        message = OutboundMessage.parse(row.payload)
-        event_ctx = EventContext(session=session, mapping=ctx.mapping, msg_id=message_id)
-        for action in message.actions:
-            handle_action(event_ctx, action.put_type, action.data)
+        translate, label = ctx.translator(row.system)
+        delivery = Delivery(row.system, row.message_id, row.type or "", row.payload, row.entity_key)
+        event_ctx = EventContext(session, ctx.mapping, message_id, row.system, label)
+        for report in translate(delivery):
+            apply_report(event_ctx, report)
         row.status, row.processed_at, row.last_error = "processed", utcnow(), None
         row.attempts += 1
         row.claimed_by = row.claimed_until = None

@@ -1,15 +1,16 @@
-"""Sync confirmation: the one code path for `ack` and `err` events (and for HTTP-200 confirmation).
+"""Sync confirmation: the one code path for what a back end says about records it was sent.
 
-The publisher records which CRM record every canonical record of a batch came from (outbox items); an
-`ack` or `err` carrying the batch's `msg_id` is matched back to that record here, whether it arrives
-through the poller or a test. Confirmation writes Dispatch_Last_Synced__c and clears Dispatch_Error__c;
-an error writes the error field.
+The publisher records which CRM record every record of a batch came from (outbox items); a `RecordResult`
+carrying the batch's message id is matched back to that record here, whether it came in the destination's
+answer or later through an inbound channel. Confirmation writes Dispatch_Last_Synced__c and clears
+Dispatch_Error__c; an error writes the error field. When a destination's answer confirms a batch, the
+whole batch is confirmed at once (set-based).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy import and_, update
 from sqlmodel import Session, col, select
 
 from connector.mapping import MappingConfig
+from connector.ports import RecordResult
 from sync.store.db import IN_CLAUSE_CHUNK, chunked
 from sync.store.dbtypes import utcnow
 from sync.store.models import OUTBOX_BATCHES, OUTBOX_ITEMS, TRACKED_RECORDS, OutboxItem, TrackedRecord
@@ -119,9 +121,26 @@ def _close_batch_if_done(session: Session, msg_id: str) -> None:
         )
 
 
-def apply_ack(session: Session, mapping: MappingConfig, ack: Mapping[str, Any], *, source: str) -> bool:
-    """Mark the acknowledged canonical record; confirm its CRM record when it is that record's primary one."""
-    msg_id, model, external_id = ack.get("msg_id"), ack.get("model"), ack.get("external_id")
+def apply_results(
+    session: Session, mapping: MappingConfig, results: Iterable[RecordResult], *, source: str, label: str
+) -> None:
+    for result in results:
+        apply_result(session, mapping, result, source=source, label=label)
+
+
+def apply_result(
+    session: Session, mapping: MappingConfig, result: RecordResult, *, source: str, label: str
+) -> bool:
+    """What a back end (`label`: its name for people) said about one record it was sent, now or later:
+    confirmed, or an error."""
+    if result.ok:
+        return _apply_ack(session, mapping, result, source=source)
+    return _apply_err(session, mapping, result, source=source, label=label)
+
+
+def _apply_ack(session: Session, mapping: MappingConfig, ack: RecordResult, *, source: str) -> bool:
+    """Mark the acknowledged record; confirm its CRM record when it is that record's primary one."""
+    msg_id, model, external_id = ack.message_id, ack.record_type, ack.external_id
     items = _items(session, msg_id, model, external_id)
     if not items:
         write_log(
@@ -141,8 +160,8 @@ def apply_ack(session: Session, mapping: MappingConfig, ack: Mapping[str, Any], 
     # whose primary record this is, with one query, and close each batch once.
     confirmed = _primary_tracked(session, items)
     for tracked in confirmed:
-        if ack.get("id") is not None:
-            tracked.dispatch_id = str(ack["id"])
+        if ack.remote_id is not None:
+            tracked.remote_id = ack.remote_id
     confirm_records(session, mapping, confirmed, source=source)
     for message_id in {item.message_id for item in items}:
         _close_batch_if_done(session, message_id)
@@ -165,15 +184,17 @@ def _primary_tracked(session: Session, items: list[OutboxItem]) -> list[TrackedR
     return matched
 
 
-def apply_err(session: Session, mapping: MappingConfig, err: Mapping[str, Any], *, source: str) -> bool:
-    """Put Dispatch's error message on the CRM record (cut to the field length) and in the sync log."""
-    msg_id, model, external_id = err.get("msg_id"), err.get("data_type"), err.get("external_id")
-    message = str(err.get("message") or "Dispatch reported an error without a message")
+def _apply_err(
+    session: Session, mapping: MappingConfig, err: RecordResult, *, source: str, label: str
+) -> bool:
+    """Put the back end's error message on the CRM record (cut to the field length) and in the sync log."""
+    msg_id, model, external_id = err.message_id, err.record_type, err.external_id
+    message = err.error or f"{label} reported an error without a message"
     items = _items(session, msg_id, model, external_id)
     if not items:
         write_log(
             session,
-            f"Dispatch error for {model} {external_id}: {message}",
+            f"{label} error for {model} {external_id}: {message}",
             level="error",
             direction="out",
             entity=model,
@@ -187,7 +208,7 @@ def apply_err(session: Session, mapping: MappingConfig, err: Mapping[str, Any], 
         session.add(item)
         tracked = _tracked(session, item)
         if tracked is not None:
-            text = f"Dispatch rejected {model} {external_id}: {message}"
+            text = f"{label} rejected {model} {external_id}: {message}"
             tracked.last_error = text
             session.add(tracked)
             report_error(

@@ -11,39 +11,31 @@ so they hash the same and never echo.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
-from sqlalchemy import select as core_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from connector.errors import ConnectorError
 from connector.mapping import (
-    RECORD_TYPES,
     ObjectSpec,
-    RecordBuildError,
     build_records,
     relevant_hash,
     relevant_snapshot,
     soql_select,
 )
+from connector.mapping_values import RecordBuildError
+from connector.ports import Destination
 from statemachines import EntityState, StateMachineError, allowed_targets, request_change
 from sync.context import SyncContext
-from sync.outbound.confirmation import confirm_batch_on_http_200, report_error
-from sync.store.db import chunked, session_scope
+from sync.outbound.confirmation import report_error
+from sync.outbound.outbox import PublishReport, batches, send_pending, write_outbox
+from sync.outbound.tracked import Tracked, load_hashes, load_job_states, load_tracked, write_tracked
+from sync.store.db import chunked
 from sync.store.dbtypes import utcnow
 from sync.store.locks import single_instance
 from sync.store.models import (
-    ENTITY_STATES,
-    OUTBOX_BATCHES,
-    OUTBOX_ITEMS,
-    TRACKED_RECORDS,
-    OutboxBatch,
     Watermark,
 )
 from sync.store.synclog import write_log
@@ -56,64 +48,19 @@ STATUS_KEY, ORG_KEY = "_requested_status", "_organization"
 
 
 @dataclass
-class PublishReport:
-    read: int = 0
-    changed: int = 0
-    refused: int = 0
-    canonical_records: int = 0
-    batches_created: list[str] = field(default_factory=list)
-    requests_sent: int = 0
-    send_errors: list[str] = field(default_factory=list)
-    payloads: list[list[dict[str, Any]]] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Tracked:
-    """A tracked_record row as the publisher decides on it.
-
-    A plain object, written back with one executemany per unit: the ORM's per-object bookkeeping (identity
-    map, attribute events, unit-of-work flush) cost more than the decisions themselves. Only the columns a
-    decision changed are written, so a confirmation or an error the poller stamps meanwhile is kept."""
-
-    crm_object: str
-    crm_id: str
-    id: int | None = None
-    external_id: str | None = None
-    fields_hash: str | None = None
-    snapshot: dict[str, Any] | None = None
-    flagged: bool = True
-    last_message_id: str | None = None
-    published_at: datetime | None = None
-    last_error: str | None = None
-    changed: set[str] = field(default_factory=set)
-
-    def set(self, **values: Any) -> None:
-        for name, value in values.items():
-            setattr(self, name, value)
-        self.changed.update(values)
-
-    def columns(self, names: Iterable[str]) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in names}
-
-
-_WRITTEN = (
-    "external_id",
-    "fields_hash",
-    "snapshot",
-    "flagged",
-    "last_message_id",
-    "published_at",
-    "last_error",
-)
-
-
-@dataclass
 class _Change:
+    """What one CRM row sends to one back end (an outbox Source)."""
+
+    system: str
     crm_object: str
     crm_id: str
     primary: tuple[str, str]
     records: list[dict[str, Any]]
-    tracked: _Tracked
+    tracked: Tracked | None  # None for the cancel a moved record leaves on its old back end
+
+    def set_message_id(self, message_id: str) -> None:
+        if self.tracked is not None:
+            self.tracked.set(last_message_id=message_id)
 
 
 def publish_changes(
@@ -136,7 +83,7 @@ def publish_changes(
         _run_cycle(ctx, report, full, progress, rows_per_commit, dry_run=True)
         return report
     with single_instance(ctx.engine, "publisher"):
-        _send_pending(ctx, report)
+        send_pending(ctx, report)
         _run_cycle(ctx, report, full, progress, rows_per_commit, dry_run=False)
     return report
 
@@ -151,17 +98,23 @@ class _Unit:
         self.session = Session(ctx.engine, expire_on_commit=False)
         self.changes: list[_Change] = []
         # tracked rows loaded or created in this unit, by (object, id); written at commit
-        self.tracked: dict[tuple[str, str], _Tracked] = {}
+        self.tracked: dict[tuple[str, str], Tracked] = {}
         self.rows = 0
 
+    def destination(self, system: str) -> Destination:
+        return self.ctx.backend(system).destination
+
     def commit(self) -> None:
-        batch_size = self.ctx.settings.batch_size
+        size = self.ctx.settings.batch_size
+        destinations = {c.system: self.destination(c.system) for c in self.changes}
         if self.dry_run:
-            self.report.payloads.extend(batch for batch, _ in _batches(self.changes, batch_size))
+            self.report.payloads.extend(
+                records for _, records, _ in batches(self.changes, destinations, size)
+            )
             self.session.rollback()
         else:
-            _write_outbox(self.session, self.changes, batch_size, self.report, self.built)
-            _write_tracked(self.session, self.tracked.values())
+            write_outbox(self.session, self.changes, destinations, size, self.report, self.built)
+            write_tracked(self.session, self.tracked.values())
             self.session.commit()
         self.session.close()
 
@@ -190,7 +143,7 @@ def _run_cycle(
                 if unit.rows >= rows_per_commit:
                     unit.commit()
                     if not dry_run:
-                        _send_pending(ctx, report, built)
+                        send_pending(ctx, report, built)
                     unit = _Unit(ctx, report, dry_run, built)
             _advance_watermark(unit.session, name, spec, newest, getattr(ctx.crm, "server_time", None))
         unit.commit()
@@ -199,7 +152,7 @@ def _run_cycle(
         unit.session.close()
         raise
     if not dry_run:
-        _send_pending(ctx, report, built)
+        send_pending(ctx, report, built)
 
 
 def _query_for(
@@ -236,20 +189,20 @@ def _decide_rows(unit: _Unit, name: str, spec: ObjectSpec, rows: list[Mapping[st
         newest = _later(newest, row.get("SystemModstamp"))
     unit.report.read += len(rows)
     ids = [str(row["Id"]) for row in rows]
-    known = _load_hashes(unit.session, name, ids)
+    known = load_hashes(unit.session, name, ids)
     for crm_id in ids:  # a record read twice in one unit: its first decision is not in the store yet
         if decided := unit.tracked.get((name, crm_id)):
             known[crm_id] = (decided.fields_hash, decided.flagged)
     digests: dict[str, str] = {}
     todo = [row for row in rows if not _unchanged(spec, row, known.get(str(row["Id"])), digests)]
-    tracked = _load_tracked(unit, name, [str(row["Id"]) for row in todo]) if todo else {}
-    jobs = _load_job_states(unit.session, [t.external_id for t in tracked.values() if t.external_id])
+    tracked = load_tracked(unit.session, unit.tracked, name, [str(row["Id"]) for row in todo]) if todo else {}
+    jobs = load_job_states(unit.session, [(t.system, t.external_id) for t in tracked.values()])
     for row in todo:
         crm_id = str(row["Id"])
-        change = _decide(unit, name, spec, row, tracked.get(crm_id), jobs, digests.get(crm_id))
-        if change is not None:
+        changes = _decide(unit, name, spec, row, tracked.get(crm_id), jobs, digests.get(crm_id))
+        if changes:
             unit.report.changed += 1
-            unit.changes.append(change)
+            unit.changes.extend(changes)
     return newest
 
 
@@ -312,66 +265,6 @@ def _later(current: datetime | None, value: Any) -> datetime | None:
     return stamp if current is None or stamp > current else current
 
 
-def _load_hashes(session: Session, name: str, ids: list[str]) -> dict[str, tuple[str | None, bool]]:
-    query = core_select(
-        TRACKED_RECORDS.c.crm_id, TRACKED_RECORDS.c.fields_hash, TRACKED_RECORDS.c.flagged
-    ).where(TRACKED_RECORDS.c.crm_object == name, TRACKED_RECORDS.c.crm_id.in_(ids))
-    return {crm_id: (digest, flagged) for crm_id, digest, flagged in session.execute(query)}
-
-
-def _load_tracked(unit: _Unit, name: str, ids: list[str]) -> dict[str, _Tracked]:
-    """The chunk's tracked rows; one this unit already holds (and may have decided on) is not re-read."""
-    missing = [crm_id for crm_id in ids if (name, crm_id) not in unit.tracked]
-    columns = (
-        TRACKED_RECORDS.c.id,
-        TRACKED_RECORDS.c.crm_id,
-        TRACKED_RECORDS.c.external_id,
-        TRACKED_RECORDS.c.fields_hash,
-    )
-    query = core_select(*columns, TRACKED_RECORDS.c.snapshot, TRACKED_RECORDS.c.flagged).where(
-        TRACKED_RECORDS.c.crm_object == name, TRACKED_RECORDS.c.crm_id.in_(missing)
-    )
-    for row_id, crm_id, external_id, digest, snapshot, flagged in unit.session.execute(query):
-        unit.tracked[(name, crm_id)] = _Tracked(name, crm_id, row_id, external_id, digest, snapshot, flagged)
-    return {crm_id: unit.tracked[(name, crm_id)] for crm_id in ids if (name, crm_id) in unit.tracked}
-
-
-def _load_job_states(session: Session, external_ids: list[str]) -> dict[str, str | None]:
-    """The job state of every tracked record in a chunk, in one query (None: Dispatch reported none yet)."""
-    found: dict[str, str | None] = dict.fromkeys(external_ids)
-    if external_ids:
-        query = core_select(ENTITY_STATES.c.external_id, ENTITY_STATES.c.state).where(
-            ENTITY_STATES.c.kind == "job", ENTITY_STATES.c.external_id.in_(external_ids)
-        )
-        found.update({external_id: state for external_id, state in session.execute(query)})
-    return found
-
-
-def _write_tracked(session: Session, decided: Iterable[_Tracked]) -> None:
-    """A unit's decisions in one INSERT and one UPDATE per set of changed columns (executemany each)."""
-    new: list[dict[str, Any]] = []
-    updates: dict[frozenset[str], list[dict[str, Any]]] = {}
-    for tracked in decided:
-        if tracked.id is None:  # every column given: one executemany needs the same keys in every row
-            new.append(
-                {"crm_object": tracked.crm_object, "crm_id": tracked.crm_id, **tracked.columns(_WRITTEN)}
-            )
-        elif tracked.changed:
-            row = {f"new_{name}": value for name, value in tracked.columns(tracked.changed).items()}
-            updates.setdefault(frozenset(tracked.changed), []).append({"row_id": tracked.id, **row})
-        tracked.changed = set()
-    for chunk in chunked(new, ROWS_PER_COMMIT):
-        session.execute(insert(TRACKED_RECORDS), chunk)
-    for names, rows in updates.items():
-        statement = (
-            update(TRACKED_RECORDS)
-            .where(TRACKED_RECORDS.c.id == bindparam("row_id"))
-            .values({name: bindparam(f"new_{name}") for name in names})
-        )
-        for chunk in chunked(rows, ROWS_PER_COMMIT):
-            session.execute(statement, chunk)
-
-
 def _flagged_now(spec: ObjectSpec, row: Mapping[str, Any]) -> bool:
     """Whether the record should be in Dispatch: flagged and not deleted."""
     return spec.flag.is_set(row) and row.get("IsDeleted") is not True
@@ -382,11 +275,11 @@ def _decide(
     name: str,
     spec: ObjectSpec,
     row: Mapping[str, Any],
-    tracked: _Tracked | None,
-    jobs: Mapping[str, str | None],
+    tracked: Tracked | None,
+    jobs: Mapping[tuple[str, str], str | None],
     digest: str | None = None,
-) -> _Change | None:
-    """The heart of change detection: returns the change to publish, or None."""
+) -> list[_Change]:
+    """The heart of change detection: the changes to publish (none, one, or a move's cancel and create)."""
     session, crm_id = unit.session, str(row["Id"])
     if spec.pending:
         enqueue_update(
@@ -400,61 +293,121 @@ def _decide(
     if not flagged and not (tracked and tracked.flagged and policy == "cancel"):
         if tracked and tracked.flagged:
             tracked.set(flagged=False)
-        return None
+        return []
     digest = digest or relevant_hash(spec, row)
     if tracked and tracked.flagged == flagged and tracked.fields_hash == digest:
-        return None  # nothing relevant changed (this is where write-back echoes stop)
+        return []  # nothing relevant changed (this is where write-back echoes stop)
     if tracked is None:
-        tracked = unit.tracked[(name, crm_id)] = _Tracked(crm_object=name, crm_id=crm_id)
+        tracked = unit.tracked[(name, crm_id)] = Tracked(crm_object=name, crm_id=crm_id)
+    system, moved_from = _route(unit, spec, row, tracked, flagged)
+    if system is None:
+        route = spec.route.field if spec.route else "route"
+        message = f"{name} {crm_id}: its {route} value {row.get(route)!r} routes to no back end; not sent"
+        _refuse(unit, tracked, digest, flagged, message)
+        return []
     try:
         records = build_records(spec, row)
     except RecordBuildError as exc:
         _refuse(unit, tracked, digest, flagged, f"cannot map {name} {crm_id}: {exc}")
-        return None
+        return []
     primary_type = spec.primary_record().type
     primary = next((r for r in records if r["record_type"] == primary_type), None)
     if primary is None:
         message = f"{name} {crm_id} yields no {primary_type} record (its external id is empty)"
         _refuse(unit, tracked, digest, flagged, message)
-        return None
+        return []
+    destination = unit.destination(system)
+    fields = destination.job_fields
     if not flagged:
-        primary["record"]["status"] = "canceled"
-    refusal = _validate_request(session, tracked, primary, jobs)
+        primary["record"][fields.status] = "canceled"
+    if moved_from:
+        refusal = _validate_move(tracked, moved_from, system, jobs)
+    else:
+        refusal = _validate_request(session, tracked, system, destination, primary, jobs)
     if refusal:
-        _refuse(unit, tracked, digest, flagged, f"{name} {crm_id}: {refusal}; not sent to Dispatch")
-        return None
+        _refuse(unit, tracked, digest, flagged, f"{name} {crm_id}: {refusal}; not sent to {system}")
+        return []
     snapshot = relevant_snapshot(spec, row)
-    snapshot[STATUS_KEY] = primary["record"].get("status")
-    snapshot[ORG_KEY] = primary["record"].get("external_organization_id")
-    if tracked.snapshot and tracked.snapshot.get(STATUS_KEY) == snapshot[STATUS_KEY]:
-        # unchanged status: no request, no regression of Dispatch's state
-        primary["record"].pop("status", None)
+    snapshot[STATUS_KEY] = primary["record"].get(fields.status)
+    snapshot[ORG_KEY] = primary["record"].get(fields.provider)
+    if not moved_from and tracked.snapshot and tracked.snapshot.get(STATUS_KEY) == snapshot[STATUS_KEY]:
+        # unchanged status: no request, no regression of the field's state
+        primary["record"].pop(fields.status, None)
+    changes = [_cancel_on(unit, moved_from, tracked, primary_type, system)] if moved_from else []
     external_id = primary["record"]["external_id"]
     tracked.set(
-        external_id=external_id, fields_hash=digest, snapshot=snapshot, flagged=flagged, published_at=utcnow()
+        system=system,
+        external_id=external_id,
+        fields_hash=digest,
+        snapshot=snapshot,
+        flagged=flagged,
+        published_at=utcnow(),
     )
-    return _Change(name, crm_id, (primary_type, external_id), records, tracked)
+    return [*changes, _Change(system, name, crm_id, (primary_type, external_id), records, tracked)]
+
+
+def _route(
+    unit: _Unit, spec: ObjectSpec, row: Mapping[str, Any], tracked: Tracked, flagged: bool
+) -> tuple[str | None, str | None]:
+    """(the back end this change goes to, the one it moves away from). A cancel (flag cleared, record
+    deleted) goes where the record lives; a published record whose route changed moves."""
+    current = tracked.system if tracked.flagged and tracked.external_id else None
+    if not flagged:
+        return current or spec.backend_for(row, unit.ctx.default_backend), None
+    target = spec.backend_for(row, unit.ctx.default_backend)
+    return target, current if current and target and current != target else None
+
+
+def _validate_move(
+    tracked: Tracked, old: str, new: str, jobs: Mapping[tuple[str, str], str | None]
+) -> str | None:
+    """A move cancels the job on the old back end: refused when that job can no longer be canceled."""
+    state = jobs.get((old, str(tracked.external_id)))
+    if state and state != "canceled" and "canceled" not in allowed_targets("job", state):
+        return f"cannot move from {old} to {new}: its job on {old} is {state} and can no longer be canceled"
+    return None
+
+
+def _cancel_on(unit: _Unit, system: str, tracked: Tracked, primary_type: str, new: str) -> _Change:
+    """The record's job canceled on the back end it leaves; logged so support sees the move."""
+    external_id = str(tracked.external_id)
+    status = unit.destination(system).job_fields.status
+    write_log(
+        unit.session,
+        f"{tracked.crm_object} {tracked.crm_id} moves from {system} to {new}: its job is canceled on "
+        f"{system} and created on {new}",
+        direction="out",
+        entity=tracked.crm_object,
+        crm_record_id=tracked.crm_id,
+        external_id=external_id,
+    )
+    record = {"record_type": primary_type, "record": {"external_id": external_id, status: "canceled"}}
+    return _Change(system, tracked.crm_object, tracked.crm_id, (primary_type, external_id), [record], None)
 
 
 def _validate_request(
-    session: Session, tracked: _Tracked, primary: Mapping[str, Any], jobs: Mapping[str, str | None]
+    session: Session,
+    tracked: Tracked,
+    system: str,
+    destination: Destination,
+    primary: Mapping[str, Any],
+    jobs: Mapping[tuple[str, str], str | None],
 ) -> str | None:
     """Strict policy: a status or provider change the CRM asks for must be possible from the job's state."""
-    if primary["record_type"] != "job" or not tracked.snapshot:
+    if primary["record_type"] != destination.job_record_type or not tracked.snapshot:
         return None
-    record = primary["record"]
-    if record["external_id"] in jobs:
-        state = jobs[record["external_id"]]
-    else:  # the mapping now derives another external id than the one tracked: look it up
-        state = _load_job_states(session, [record["external_id"]])[record["external_id"]]
+    record, fields = primary["record"], destination.job_fields
+    key = (system, record["external_id"])
+    # the mapping may now derive another external id than the one tracked: look that one up
+    state = jobs[key] if key in jobs else load_job_states(session, [key])[key]
     current = state or tracked.snapshot.get(STATUS_KEY)
-    requested = record.get("status")
+    requested = record.get(fields.status)
     if requested and requested != tracked.snapshot.get(STATUS_KEY) and requested != current:
         try:
             request_change("job", EntityState(state=current), requested, at=utcnow())
         except StateMachineError as exc:
             return str(exc)
-    old_org, new_org = tracked.snapshot.get(ORG_KEY), record.get("external_organization_id")
+    old_org, new_org = tracked.snapshot.get(ORG_KEY), record.get(fields.provider)
     if old_org and new_org and old_org != new_org and "canceled" not in allowed_targets("job", current):
         return (
             f"job cannot be reassigned from provider {old_org} to {new_org} while it is {current} "
@@ -463,7 +416,7 @@ def _validate_request(
     return None
 
 
-def _log_deletion(session: Session, name: str, crm_id: str, tracked: _Tracked, policy: str) -> None:
+def _log_deletion(session: Session, name: str, crm_id: str, tracked: Tracked, policy: str) -> None:
     effect = "its job is sent canceled" if policy == "cancel" else "nothing is sent (on_delete: ignore)"
     write_log(
         session,
@@ -475,7 +428,7 @@ def _log_deletion(session: Session, name: str, crm_id: str, tracked: _Tracked, p
     )
 
 
-def _refuse(unit: _Unit, tracked: _Tracked, digest: str, flagged: bool, message: str) -> None:
+def _refuse(unit: _Unit, tracked: Tracked, digest: str, flagged: bool, message: str) -> None:
     """Keep the hash so the same refused change is not retried every cycle; the next real edit is."""
     unit.report.refused += 1
     tracked.set(fields_hash=digest, flagged=flagged, last_error=message)
@@ -490,138 +443,3 @@ def _refuse(unit: _Unit, tracked: _Tracked, digest: str, flagged: bool, message:
         msg_id=None,
         entity=tracked.crm_object,
     )
-
-
-# --- batching and the outbox ----------------------------------------------------------------------------
-def _ordered_records(changes: list[_Change]) -> list[tuple[dict[str, Any], list[_Change]]]:
-    """Dedupe canonical records by (type, external id), newest content wins, in dependency order."""
-    merged: dict[tuple[str, str], tuple[dict[str, Any], list[_Change]]] = {}
-    for change in changes:
-        for record in change.records:
-            key = (record["record_type"], record["record"]["external_id"])
-            sources = merged[key][1] if key in merged else []
-            sources.append(change)  # in place: a provider shared by 500 work orders is not copied 500 times
-            merged[key] = (record, sources)
-    order = {name: index for index, name in enumerate(RECORD_TYPES)}
-    return sorted(merged.values(), key=lambda item: order.get(item[0]["record_type"], len(order)))
-
-
-def _batches(changes: list[_Change], size: int) -> Iterator[tuple[list[dict[str, Any]], list[Any]]]:
-    for chunk in chunked(_ordered_records(changes), size):
-        yield [record for record, _ in chunk], [sources for _, sources in chunk]
-
-
-def _write_outbox(
-    session: Session, changes: list[_Change], size: int, report: PublishReport, built: dict[str, list[Any]]
-) -> None:
-    """Batches and their items in a few INSERTs (a change set of 1,000 records has over 1,000 items)."""
-    now = utcnow()
-    items: list[dict[str, Any]] = []
-    for records, sources in _batches(changes, size):
-        message_id = str(uuid.uuid4())
-        session.add(
-            OutboxBatch(message_id=message_id, payload=records, record_count=len(records), created_at=now)
-        )
-        for position, (record, changed) in enumerate(zip(records, sources, strict=True)):
-            key = (record["record_type"], record["record"]["external_id"])
-            for change in changed:
-                items.append(
-                    {
-                        "message_id": message_id,
-                        "position": position,
-                        "record_type": key[0],
-                        "external_id": key[1],
-                        "crm_object": change.crm_object,
-                        "crm_id": change.crm_id,
-                        "status": "pending",
-                    }
-                )
-                if change.primary == key:
-                    change.tracked.set(last_message_id=message_id)
-        report.batches_created.append(message_id)
-        built[message_id] = records
-        report.canonical_records += len(records)
-    session.flush()
-    for chunk in chunked(items, ROWS_PER_COMMIT):
-        # the Core table, not the ORM entity: a plain executemany, without the ORM's per-row bookkeeping
-        session.execute(insert(OUTBOX_ITEMS), chunk)
-
-
-def _send_pending(ctx: SyncContext, report: PublishReport, built: dict[str, list[Any]] | None = None) -> None:
-    """Send pending batches oldest first; stop at the first failure so batches stay in order.
-
-    `built` holds the payloads this cycle committed: those are sent as built, not decoded back from the
-    store (a batch left by a crash or a failed send is read back). A sent batch is recorded (and, with
-    acks off, confirmed) by one worker thread while the next batch is on the wire: the store work of one
-    overlaps the round trip of the next, and the worker's single thread keeps the records in send order.
-    A crash before a batch is recorded re-sends it with the same MessageId, as before."""
-    with session_scope(ctx.engine) as session:
-        pending = session.exec(
-            select(OutboxBatch.message_id)
-            .where(col(OutboxBatch.status) == "pending")
-            .order_by(col(OutboxBatch.created_at), col(OutboxBatch.message_id))
-        ).all()
-    if not pending:
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="publish-record") as recorder:
-        recorded: list[Future[None]] = []
-        for message_id in pending:
-            if any(future.done() and future.exception() for future in recorded):
-                break  # the store refused a record: stop sending, the error is raised below
-            payload = built.pop(message_id, None) if built is not None else None
-            if not _send_one(ctx, message_id, report, payload, recorder, recorded):
-                break
-        for future in recorded:
-            future.result()
-
-
-def _send_one(
-    ctx: SyncContext,
-    message_id: str,
-    report: PublishReport,
-    payload: list[Any] | None,
-    recorder: ThreadPoolExecutor,
-    recorded: list[Future[None]],
-) -> bool:
-    this_batch = OUTBOX_BATCHES.c.message_id == message_id
-    if payload is None:
-        with session_scope(ctx.engine) as session:
-            payload = list(
-                session.execute(core_select(OUTBOX_BATCHES.c.payload).where(this_batch)).scalar() or []
-            )
-    try:
-        ctx.dispatch.send_records(payload, message_id=message_id)
-    except ConnectorError as exc:
-        for future in recorded:  # the batches sent before this one are recorded first
-            future.result()
-        with session_scope(ctx.engine) as session:
-            session.execute(
-                update(OUTBOX_BATCHES)
-                .where(this_batch)
-                .values(attempts=OUTBOX_BATCHES.c.attempts + 1, last_error=str(exc))
-            )
-            write_log(
-                session,
-                f"sending batch failed, will retry with the same MessageId: {exc}",
-                level="error",
-                direction="out",
-                msg_id=message_id,
-                details={"records": len(payload), "retriable": exc.retriable},
-            )
-        report.send_errors.append(str(exc))
-        return False
-    recorded.append(recorder.submit(_record_sent, ctx, message_id))
-    report.requests_sent += 1
-    return True
-
-
-def _record_sent(ctx: SyncContext, message_id: str) -> None:
-    with session_scope(ctx.engine) as session:
-        # Column UPDATEs, not ORM loads: the payload (up to batch_size records) is not read back.
-        session.execute(
-            update(OUTBOX_BATCHES)
-            .where(OUTBOX_BATCHES.c.message_id == message_id, OUTBOX_BATCHES.c.status == "pending")
-            .values(attempts=OUTBOX_BATCHES.c.attempts + 1, status="sent", sent_at=utcnow(), last_error=None)
-        )
-        if not ctx.settings.dispatch_acks:
-            confirm_batch_on_http_200(session, ctx.mapping, message_id)

@@ -23,7 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from connector.errors import ConfigurationError
 from sync.context import SyncContext
-from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox
 from sync.outbound.publisher import publish_changes
 from sync.service.health import JobHealth
@@ -51,7 +51,7 @@ def _publish(ctx: SyncContext) -> str:
 
 
 def _poll(ctx: SyncContext) -> str:
-    r = drain_outbound_queue(ctx)
+    r = drain_pull_channels(ctx)
     return f"received {r.received}, stored {r.stored}, redelivered {r.redelivered}, acked {r.acked}"
 
 
@@ -105,8 +105,9 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone=UTC)
         for name in ROLES[self.role]:
             self.health.register(name, self.interval(name))
-        if self.ctx.dispatch_client is not None:
-            self.metrics.count_calls(self.ctx.dispatch_client.session, "dispatch")
+        for backend in self.ctx.backends.values():  # those handed in already built
+            for session in backend.sessions():
+                self.metrics.count_calls(session, backend.system)
         self.ctx.session_hooks.append(self.metrics.count_calls)
 
     def interval(self, name: str) -> float:

@@ -16,13 +16,12 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.crm import connect_salesforce
-from connector.dispatch_connect.client import DispatchConnectClient
 from connector.mapping import load_mapping
 from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
 from connector.sandbox.salesforce.emulator import SalesforceEmulator
 from statemachines import transition_table
 from sync.context import SyncContext
-from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox
 from sync.outbound.publisher import publish_changes
 from sync.settings import load_settings
@@ -93,7 +92,7 @@ def _seed(sf: SalesforceEmulator, count: int) -> tuple[list[str], str]:
 def _cycle(ctx: SyncContext, dispatch: DispatchEmulator) -> None:
     publish_changes(ctx)
     dispatch.wait_idle(10)
-    drain_outbound_queue(ctx)
+    drain_pull_channels(ctx)
     process_inbox(ctx)
     flush_writebacks(ctx.engine, ctx.crm)
 
@@ -153,7 +152,6 @@ def run_demo(
             settings=settings,
             engine=engine,
             mapping=load_mapping(),
-            dispatch_client=DispatchConnectClient(dsp.base_url, DEMO_KEY, DEMO_SECRET),
             crm_gateway=connect_salesforce(
                 sf.base_url,
                 username="integration@fieldservice.example",

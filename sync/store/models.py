@@ -45,6 +45,11 @@ def _system() -> Any:
     return Field(max_length=40)
 
 
+#: The `system` of links to CRM records the connector created for itself (sync-log mirror rows): no back end
+#: holds them.
+CRM_ONLY = "crm"
+
+
 class TrackedRecord(SQLModel, table=True):
     """A CRM record the publisher has seen: what was last sent, and whether its back end confirmed it."""
 
@@ -180,6 +185,7 @@ class WriteBack(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     operation: str = Field(default="update", max_length=10)  # update|create
+    system: str | None = Field(default=None, max_length=40)  # a create's back end (its link belongs to it)
     crm_object: str = Field(max_length=80)
     crm_id: str | None = Field(default=None, max_length=18)
     external_id: str | None = Field(default=None, max_length=255)  # for creates: links the new CRM id
@@ -226,6 +232,7 @@ class Lease(SQLModel, table=True):
 
 
 __all__ = [
+    "CRM_ONLY",
     "ENTITY_STATES",
     "OUTBOX_BATCHES",
     "OUTBOX_ITEMS",

@@ -30,7 +30,7 @@ def mirror_log(ctx: SyncContext) -> int:
         rows = session.exec(query.order_by(col(SyncLog.at), col(SyncLog.id)).limit(MIRROR_BATCH)).all()
         for row in rows:
             fields = {crm: (getattr(row, attr) or None) for crm, attr in spec.fields.items()}
-            enqueue_create(session, spec.object, f"log:{row.id}", fields, source="sync-log")
+            enqueue_create(session, spec.object, f"log:{row.id}", fields, system=None, source="sync-log")
         if rows:
             mark.system_modstamp = rows[-1].at
             session.add(mark)

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from connector.errors import ConnectorError
 from sync.store.db import IN_CLAUSE_CHUNK, chunked, session_scope
 from sync.store.dbtypes import utcnow
-from sync.store.models import WRITE_BACKS, TrackedRecord, WriteBack
+from sync.store.models import CRM_ONLY, WRITE_BACKS, TrackedRecord, WriteBack
 from sync.store.synclog import write_log
 
 MAX_COLLECTION = 200
@@ -86,11 +86,15 @@ def enqueue_create(
     external_id: str,
     fields: Mapping[str, Any],
     *,
+    system: str | None,
     source: str | None = None,
 ) -> None:
+    """Queue a CRM record to create; `system` is the back end whose report it comes from (its link to the
+    external id belongs to that back end), None for records the connector keeps for itself (log rows)."""
     session.add(
         WriteBack(
             operation="create",
+            system=system,
             crm_object=crm_object,
             external_id=external_id,
             fields=dict(fields),
@@ -227,6 +231,13 @@ def flush_writebacks(
     return _merged(parts)
 
 
+def _created_for(session: Session, ids: list[int]) -> str:
+    """The back end a created record's link belongs to: the one whose report queued it (creates are rare:
+    jobs born in the field, notes; one query each), or CRM_ONLY for the connector's own log rows."""
+    systems = session.exec(select(WriteBack.system).where(col(WriteBack.id).in_(ids))).all()
+    return next((system for system in systems if system), CRM_ONLY)
+
+
 def _merged(parts: Iterable[FlushReport]) -> FlushReport:
     report = FlushReport()
     for part in parts:
@@ -265,6 +276,7 @@ def _flush_chunk(
                 if operation == "create" and getattr(result, "id", None):
                     session.add(
                         TrackedRecord(
+                            system=_created_for(session, ids),
                             crm_object=crm_object,
                             crm_id=str(result.id),
                             external_id=key,

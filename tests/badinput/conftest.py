@@ -31,6 +31,7 @@ def _seed(engine: Engine) -> None:
     with session_scope(engine) as session:
         session.add(
             TrackedRecord(
+                system="dispatch_connect",
                 crm_object="WorkOrder",
                 crm_id=LINKED_CRM_ID,
                 external_id=LINKED_JOB,
@@ -38,7 +39,11 @@ def _seed(engine: Engine) -> None:
                 published_at=utcnow(),
             )
         )
-        session.add(OutboxBatch(message_id=BATCH_ID, status="sent", record_count=1, payload=[]))
+        session.add(
+            OutboxBatch(
+                message_id=BATCH_ID, system="dispatch_connect", status="sent", record_count=1, payload=[]
+            )
+        )
         session.add(
             OutboxItem(
                 message_id=BATCH_ID,

@@ -72,9 +72,9 @@ def test_event_with_lone_surrogate_id_is_stored_and_acked(harness: Harness) -> N
 
 
 def _drain(harness: Harness):  # type: ignore[no-untyped-def]
-    from sync.inbound.poller import drain_outbound_queue
+    from sync.inbound.poller import drain_pull_channels
 
-    return drain_outbound_queue(harness.ctx)
+    return drain_pull_channels(harness.ctx)
 
 
 def test_hostile_field_event_text_reaches_the_crm_byte_exact(harness: Harness) -> None:

@@ -100,7 +100,11 @@ def _store(factory: StoreFactory, msg_type: str, raw: dict[str, Any]) -> Any:
     with Session(ctx.engine) as session:
         session.add(
             InboxMessage(
-                message_id="msg-fuzz", payload=raw, type=msg_type[:40], receipt="r", received_at=utcnow()
+                message_id="msg-fuzz",
+                system="dispatch_connect",
+                payload=raw,
+                type=msg_type[:40],
+                received_at=utcnow(),
             )
         )
         session.commit()

@@ -9,10 +9,11 @@ import pytest
 import requests
 from sqlmodel import Session, select
 
+from connector.dispatch_connect.backend import from_client
 from connector.dispatch_connect.client import DispatchConnectClient, SignatureRejected
 from connector.dispatch_connect.signing import sign
 from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
-from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.poller import drain_pull_channels
 from sync.store.models import OutboxBatch, SyncLog
 from tests.badinput.conftest import DISPATCH_KEY, DISPATCH_SECRET
 from tests.e2e.conftest import PUBLIC_KEY, SECRET, Harness
@@ -80,7 +81,7 @@ def _wrong_client(harness: Harness) -> DispatchConnectClient:
 
 def test_publish_with_wrong_secret_logs_actionable_error_without_secret(harness: Harness) -> None:
     harness.work_order()
-    harness.ctx.dispatch_client = _wrong_client(harness)
+    harness.ctx.backends["dispatch_connect"] = from_client(_wrong_client(harness))
     report = harness.publish()
     assert report.send_errors and harness.dispatch.records("job") == {}
     with Session(harness.ctx.engine) as session:
@@ -95,7 +96,7 @@ def test_publish_with_wrong_secret_logs_actionable_error_without_secret(harness:
 
 def test_poll_with_wrong_secret_raises_and_stores_nothing(harness: Harness) -> None:
     harness.dispatch.emit("job", {"id": 1, "external_id": "WO-1", "status": "unscheduled"})
-    harness.ctx.dispatch_client = _wrong_client(harness)
+    harness.ctx.backends["dispatch_connect"] = from_client(_wrong_client(harness))
     with pytest.raises(SignatureRejected, match="DISPATCH_SECRET"):
-        drain_outbound_queue(harness.ctx)
+        drain_pull_channels(harness.ctx)
     assert harness.dispatch.queue_depth() == 1

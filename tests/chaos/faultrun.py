@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from connector.crm import RetryPolicy, connect_salesforce
+from connector.dispatch_connect.backend import from_client
 from connector.dispatch_connect.client import DispatchConnectClient
 from connector.mapping import load_mapping
 from connector.sandbox.dispatch_connect.queue import QueueFaults
 from connector.sandbox.server import Faults
 from sync.context import SyncContext
-from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox
 from sync.outbound.publisher import publish_changes
 from sync.settings import load_settings
@@ -70,7 +71,11 @@ def _context(w: World) -> SyncContext:
         retry=RetryPolicy(attempts=5, initial_s=0.01, max_s=0.05),
     )
     return SyncContext(
-        settings=settings, engine=w.engine, mapping=load_mapping(), dispatch_client=client, crm_gateway=crm
+        settings=settings,
+        engine=w.engine,
+        mapping=load_mapping(),
+        backends={"dispatch_connect": from_client(client, acks=settings.value("dispatch_acks"))},
+        crm_gateway=crm,
     )
 
 
@@ -92,7 +97,7 @@ class Driver:
         ctx = self.ctx
         self._step("publish", lambda: publish_changes(ctx))
         self.w.dispatch.wait_idle(10)
-        self._step("poll", lambda: drain_outbound_queue(ctx))
+        self._step("poll", lambda: drain_pull_channels(ctx))
         self._step("process", lambda: process_inbox(ctx))
         self._step("writeback", lambda: flush_writebacks(ctx.engine, ctx.crm))
         self.clock.advance(VISIBILITY_STEP_S)

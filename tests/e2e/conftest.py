@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from connector.crm import connect_salesforce
+from connector.dispatch_connect.backend import from_client
 from connector.dispatch_connect.client import DispatchConnectClient
 from connector.mapping import load_mapping
 from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
 from connector.sandbox.salesforce.emulator import SalesforceEmulator
 from sync.context import SyncContext
-from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox
 from sync.outbound.publisher import PublishReport, publish_changes
 from sync.settings import load_settings
@@ -74,7 +75,7 @@ class Harness:
 
     def round_trip(self) -> None:
         """Poll agent/out, process, flush the write-back queue."""
-        drain_outbound_queue(self.ctx)
+        drain_pull_channels(self.ctx)
         process_inbox(self.ctx)
         flush_writebacks(self.ctx.engine, self.ctx.crm)
 
@@ -101,7 +102,11 @@ def make_context(
         sf.base_url, username=USERNAME, password=PASSWORD, security_token=TOKEN, session=sf.session()
     )
     return SyncContext(
-        settings=settings, engine=engine, mapping=load_mapping(), dispatch_client=client, crm_gateway=crm
+        settings=settings,
+        engine=engine,
+        mapping=load_mapping(),
+        backends={"dispatch_connect": from_client(client, acks=settings.value("dispatch_acks"))},
+        crm_gateway=crm,
     )
 
 

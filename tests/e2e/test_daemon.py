@@ -34,7 +34,7 @@ def test_run_once_moves_records_both_ways(harness: Harness) -> None:
     metrics = daemon.metrics.render().decode() if daemon.metrics else ""
     assert 'dc_job_runs_total{job="publish",result="ok"} 2.0' in metrics
     assert 'dc_queue_depth{queue="inbox",status="processed"}' in metrics
-    assert 'dc_api_calls_total{system="dispatch"}' in metrics
+    assert 'dc_api_calls_total{system="dispatch_connect"}' in metrics
 
 
 def test_a_failing_job_is_logged_and_retried_next_interval(harness: Harness) -> None:

@@ -10,7 +10,7 @@ import yaml
 from sqlmodel import Session, select
 
 from connector.mapping import DEFAULT_MAPPING, load_mapping
-from sync.inbound.poller import drain_outbound_queue
+from sync.inbound.poller import drain_pull_channels
 from sync.service.admin import flag_records
 from sync.store.locks import LockHeld, single_instance, take_lease
 from sync.store.models import OutboxBatch, WriteBack
@@ -67,7 +67,7 @@ def test_request_limit_backs_off_and_nothing_is_lost(harness: Harness) -> None:
     wo = harness.work_order()
     harness.publish()
     harness.sf.fail_next_with_request_limit(50)
-    drain_outbound_queue(harness.ctx)
+    drain_pull_channels(harness.ctx)
     from sync.inbound.processor import process_inbox
 
     process_inbox(harness.ctx)
@@ -87,10 +87,10 @@ def test_only_one_poller_at_a_time_and_a_dead_holder_is_taken_over(harness: Harn
     engine = harness.ctx.engine
     assert take_lease(engine, "poller", timedelta(minutes=5), holder="other-host:1")
     with pytest.raises(LockHeld, match="poller"):
-        drain_outbound_queue(harness.ctx)
+        drain_pull_channels(harness.ctx)
     # The other process died: its lease lapsed without renewal.
     assert take_lease(engine, "poller", timedelta(seconds=-1), holder="other-host:1")
-    assert drain_outbound_queue(harness.ctx).polls == 1
+    assert drain_pull_channels(harness.ctx).polls == 1
     with single_instance(engine, "poller"):  # and it was released afterwards
         pass
 
@@ -184,7 +184,7 @@ def test_a_killed_holders_lease_is_taken_over_at_once(harness: Harness) -> None:
     assert take_lease(
         harness.ctx.engine, "poller", timedelta(minutes=5), holder=f"{host}:{dead.stdout.strip()}:x"
     )
-    assert drain_outbound_queue(harness.ctx).polls == 1  # the dead process's lease does not block
+    assert drain_pull_channels(harness.ctx).polls == 1  # the dead process's lease does not block
 
 
 def test_concurrent_flush_writes_every_record_once_and_keeps_failures(harness: Harness) -> None:

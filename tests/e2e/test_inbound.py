@@ -9,8 +9,8 @@ import pytest
 from sqlmodel import Session, select
 
 from connector.dispatch_connect.client import OutboundMessage
-from sync.inbound.events import split_survey_comment
-from sync.inbound.poller import drain_outbound_queue
+from connector.dispatch_connect.translate import split_survey_comment
+from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox, retry_dead
 from sync.store.models import EntityStateRow, InboxMessage, SyncLog, TrackedRecord
 from tests.e2e.conftest import Harness
@@ -126,7 +126,7 @@ def test_duplicate_and_out_of_order_delivery_apply_once(harness: Harness) -> Non
     d.accept_job(wo)
     harness.clock.advance(60)
     d.complete_job(wo, "done")
-    report = drain_outbound_queue(harness.ctx)
+    report = drain_pull_channels(harness.ctx)
     assert report.redelivered >= 1
     process_inbox(harness.ctx)
     harness.round_trip()
@@ -140,7 +140,7 @@ def test_late_accept_after_complete_still_writes_its_milestone(harness: Harness)
     """Dispatch delivered "accepted" after "complete" (a redelivery after a crash, say): the state stays
     complete, and the accepted time it proves still reaches the CRM."""
     wo = published_job(harness)
-    d, client = harness.dispatch, harness.ctx.dispatch_client
+    d, client = harness.dispatch, harness.ctx.backends["dispatch_connect"].client
     harness.clock.advance(60)
     d.accept_job(wo)
     (accepted,) = client.poll(10)  # taken off the queue before the connector sees it
@@ -161,11 +161,11 @@ def test_store_failure_means_no_ack_and_redelivery_processes_once(harness: Harne
     def broken_store(message: OutboundMessage) -> None:
         raise OSError("disk full")
 
-    report = drain_outbound_queue(harness.ctx, before_store=broken_store)
+    report = drain_pull_channels(harness.ctx, before_store=broken_store)
     assert report.store_failures and report.acked == 0
-    assert drain_outbound_queue(harness.ctx).received == 0  # invisible until the timeout
+    assert drain_pull_channels(harness.ctx).received == 0  # invisible until the timeout
     harness.clock.advance(31)
-    again = drain_outbound_queue(harness.ctx)
+    again = drain_pull_channels(harness.ctx)
     assert again.stored == 1 and again.acked == 1
     process_inbox(harness.ctx)
     harness.round_trip()
@@ -177,7 +177,7 @@ def test_message_is_never_acked_before_its_commit(harness: Harness) -> None:
     for _ in range(3):
         harness.clock.advance(1)
         harness.dispatch.accept_job(wo)
-    report = drain_outbound_queue(harness.ctx)
+    report = drain_pull_channels(harness.ctx)
     for event in report.events:
         if event.startswith("acked:"):
             assert report.events.index("stored:" + event[6:]) < report.events.index(event)
@@ -190,7 +190,7 @@ def test_poison_message_goes_dead_while_others_flow(harness: Harness) -> None:
     harness.dispatch.emit("job", {"id": 1, "external_id": wo, "status": "unscheduled"})
     harness.clock.advance(60)
     harness.dispatch.complete_job(wo, "finished")
-    drain_outbound_queue(harness.ctx)
+    drain_pull_channels(harness.ctx)
     with Session(harness.ctx.engine) as session:
         first = session.exec(
             select(InboxMessage).where(InboxMessage.status == "new").order_by(InboxMessage.received_at)

@@ -294,13 +294,13 @@ def test_store_failure_recording_a_sent_batch_raises_and_the_batch_is_resent(
     refuses a record, the cycle still fails loudly and that batch is re-sent, same MessageId, next cycle."""
     from sqlalchemy.exc import OperationalError
 
-    import sync.outbound.publisher as publisher
+    import sync.outbound.outbox as outbox
     from sync.writeback.queue import flush_writebacks
 
     first, second = harness.work_order(), harness.work_order(Subject="Second visit")
-    harness.ctx.settings.dispatch_acks = False  # the record transaction confirms too
+    harness.ctx.backends["dispatch_connect"].settings.acks = False  # the record transaction confirms too
     harness.ctx.settings.batch_size = 1  # several batches, so later ones are on the wire meanwhile
-    real, refused = publisher.confirm_batch_on_http_200, []
+    real, refused = outbox.confirm_batch_on_http_200, []
 
     def refuse_once(session: Session, mapping: object, message_id: str) -> None:
         if not refused:
@@ -308,7 +308,7 @@ def test_store_failure_recording_a_sent_batch_raises_and_the_batch_is_resent(
             raise OperationalError("UPDATE tracked_record", {}, Exception("disk I/O error"))
         real(session, mapping, message_id)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(publisher, "confirm_batch_on_http_200", refuse_once)
+    monkeypatch.setattr(outbox, "confirm_batch_on_http_200", refuse_once)
     with pytest.raises(OperationalError, match="disk I/O error"):
         harness.publish()
     with Session(harness.ctx.engine) as session:

@@ -52,7 +52,14 @@ def seed(url: str, jobs: int, rounds: int) -> dict[str, list[str]]:
     expected: dict[str, list[str]] = {}
     with Session(engine) as session:
         for j in range(jobs):
-            session.add(TrackedRecord(crm_object="WorkOrder", crm_id=f"0WO{j:015d}", external_id=f"J-{j}"))
+            session.add(
+                TrackedRecord(
+                    system="dispatch_connect",
+                    crm_object="WorkOrder",
+                    crm_id=f"0WO{j:015d}",
+                    external_id=f"J-{j}",
+                )
+            )
         for r in range(rounds):
             status = JOB_SEQUENCE[r] if r < 2 else ("scheduled", "paused")[r % 2]
             for j in range(jobs):
@@ -68,6 +75,7 @@ def seed(url: str, jobs: int, rounds: int) -> dict[str, list[str]]:
                 session.add(
                     InboxMessage(
                         message_id=message_id,
+                        system="dispatch_connect",
                         type="job",
                         entity_key=f"job:J-{j}",
                         payload=envelope(message_id, data),
@@ -138,7 +146,11 @@ def test_json_payload_survives_postgres(pg_url: str) -> None:
     upgrade(engine)
     payload = envelope("m-x", {"external_id": "J", "status": "offered", "note": "ünïcødé ☃ \\\" ' <b>"})
     with Session(engine) as session:
-        session.add(InboxMessage(message_id="m-x", payload=payload, received_at=datetime.now(UTC)))
+        session.add(
+            InboxMessage(
+                message_id="m-x", system="dispatch_connect", payload=payload, received_at=datetime.now(UTC)
+            )
+        )
         session.commit()
     with Session(engine) as session:
         assert json.dumps(session.get(InboxMessage, "m-x").payload) == json.dumps(payload)

@@ -74,13 +74,17 @@ def test_sqlite_runs_in_wal_with_busy_timeout(engine) -> None:
 
 def test_natural_keys_are_unique(engine) -> None:
     with session_scope(engine) as session:
-        session.add(TrackedRecord(crm_object="WorkOrder", crm_id="0WO000000000001AAA"))
+        session.add(
+            TrackedRecord(system="dispatch_connect", crm_object="WorkOrder", crm_id="0WO000000000001AAA")
+        )
     with pytest.raises(IntegrityError), session_scope(engine) as session:
-        session.add(TrackedRecord(crm_object="WorkOrder", crm_id="0WO000000000001AAA"))
+        session.add(
+            TrackedRecord(system="dispatch_connect", crm_object="WorkOrder", crm_id="0WO000000000001AAA")
+        )
     with session_scope(engine) as session:
-        session.add(InboxMessage(message_id="m-1", payload={"a": 1}))
+        session.add(InboxMessage(system="dispatch_connect", message_id="m-1", payload={"a": 1}))
     with pytest.raises(IntegrityError), session_scope(engine) as session:
-        session.add(InboxMessage(message_id="m-1"))
+        session.add(InboxMessage(system="dispatch_connect", message_id="m-1"))
 
 
 def test_datetimes_come_back_aware_utc(db_url: str) -> None:
@@ -90,6 +94,7 @@ def test_datetimes_come_back_aware_utc(db_url: str) -> None:
     with session_scope(engine) as session:
         session.add(
             EntityStateRow(
+                system="dispatch_connect",
                 kind="job",
                 external_id="J-1",
                 state="scheduled",
@@ -110,5 +115,9 @@ def test_datetimes_come_back_aware_utc(db_url: str) -> None:
 
 def test_naive_datetimes_are_rejected(engine) -> None:
     with pytest.raises(Exception, match="naive datetime"), session_scope(engine) as session:
-        session.add(EntityStateRow(kind="job", external_id="J-2", updated_at=datetime(2026, 1, 1)))
+        session.add(
+            EntityStateRow(
+                system="dispatch_connect", kind="job", external_id="J-2", updated_at=datetime(2026, 1, 1)
+            )
+        )
         session.flush()

@@ -96,9 +96,9 @@ def _backfill_with_progress(sync_ctx: Any) -> Any:
 @pass_ctx
 def poll(ctx: _Ctx) -> None:
     """Drain agent/out once into the inbox (store, then ack)."""
-    from sync.inbound.poller import drain_outbound_queue
+    from sync.inbound.poller import drain_pull_channels
 
-    report = drain_outbound_queue(_context(ctx))
+    report = drain_pull_channels(_context(ctx))
     click.echo(
         f"polls {report.polls}, received {report.received}, stored {report.stored}, "
         f"redelivered {report.redelivered}, acked {report.acked}"

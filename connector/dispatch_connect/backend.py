@@ -1,0 +1,197 @@
+"""Dispatch Connect as the engine sees it: a destination (`agent/in`), a pull channel (`agent/out`, settled
+by `agent/ack`) and a translation of what it reports. Registered as `dispatch_connect` in connector.registry.
+
+Results come later, by `ack`/`err` events matched on the batch's MessageId (`ACKS=true`), or the HTTP 200 of
+`agent/in` confirms the batch (`ACKS=false`: received, not yet applied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from connector.dispatch_connect.client import (
+    MAX_MESSAGES_PER_POLL,
+    SANDBOX_URL,
+    DispatchConnectClient,
+    MalformedPage,
+    OutboundMessage,
+)
+from connector.dispatch_connect.translate import translate_message
+from connector.ports import (
+    BackendType,
+    Delivery,
+    Destination,
+    FetchedPage,
+    JobFields,
+    PullChannel,
+    PushChannel,
+    RecordResult,
+    SessionHook,
+)
+
+#: Canonical record types in dependency order: a job refers to its organization and customer, ...
+RECORD_TYPES = (
+    "organization",
+    "customer",
+    "user",
+    "job",
+    "appointment",
+    "attachment",
+    "billing_item",
+    "billing_document",
+)
+
+
+class DispatchConnectSettings(BaseModel):
+    """The `dispatch_connect` settings block (environment: `DISPATCH_BASE_URL`, `DISPATCH_SECRET`, ...)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    base_url: str = Field(SANDBOX_URL, description="Dispatch Connect base URL")
+    public_key: str | None = Field(None, description="X-Dispatch-Key, e.g. organization|123|acme")
+    secret: SecretStr | None = Field(None, description="hex HMAC secret (environment only)")
+    acks: bool = Field(True, description="confirm batches by ack events (false: by HTTP 200)")
+    timeout_s: float = Field(30.0, gt=0, description="HTTP timeout for Dispatch calls")
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_is_hex(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            raw = value.get_secret_value()
+            if not raw:
+                raise ValueError("must not be empty")
+            try:
+                bytes.fromhex(raw)
+            except ValueError:
+                raise ValueError("must be a hex string (Dispatch gives the secret hex-encoded)") from None
+        return value
+
+
+def entity_key(message: OutboundMessage) -> str | None:
+    """`put-type:external id` of the first action, so one entity's events are processed in order."""
+    for action in message.actions:
+        data = action.data
+        external = data.get("external_id") or (data.get("job") or {}).get("external_id") or data.get("id")
+        if external is not None:
+            return f"{action.put_type}:{external}"[:300]
+    return None
+
+
+class AgentInDestination:
+    """One signed, gzipped `agent/in` POST per change set; results arrive later as ack/err events."""
+
+    max_batch: int = 5000
+    record_types: tuple[str, ...] = RECORD_TYPES
+    job_record_type: str = "job"
+    job_fields: JobFields = JobFields()
+
+    def __init__(self, system: str, client: DispatchConnectClient, settings: DispatchConnectSettings) -> None:
+        self.system = system
+        self.client = client
+        self.settings = settings
+
+    @property
+    def confirmed_by_answer(self) -> bool:
+        return not self.settings.acks
+
+    def send(self, records: Sequence[Mapping[str, Any]], *, message_id: str) -> Sequence[RecordResult]:
+        self.client.send_records(records, message_id=message_id)
+        return ()
+
+
+class AgentOutChannel:
+    """`agent/out` pages of at most 10, each message settled by `agent/ack` once the engine stored it."""
+
+    page_size = MAX_MESSAGES_PER_POLL
+
+    def __init__(self, system: str, client: DispatchConnectClient) -> None:
+        self.system = system
+        self.client = client
+
+    def fetch(self, limit: int) -> FetchedPage:
+        try:
+            messages = self.client.poll(limit)
+        except MalformedPage as exc:  # keep the good ones; the bad ones stay un-acked and come back
+            parsed = [self._delivery(m) for m in exc.messages]
+            return FetchedPage(
+                parsed, full=len(exc.messages) + len(exc.bad) >= limit, problem=str(exc), bad=exc.bad
+            )
+        return FetchedPage([self._delivery(m) for m in messages], full=len(messages) >= limit)
+
+    def settle(self, delivery: Delivery) -> None:
+        receipt, procedure_id = delivery.handle
+        self.client.ack(receipt, procedure_id)
+
+    def _delivery(self, message: OutboundMessage) -> Delivery:
+        return Delivery(
+            self.system,
+            message.id,
+            message.type,
+            message.raw,
+            entity_key=entity_key(message),
+            handle=(message.receipt, message.procedure_id),
+        )
+
+
+class DispatchConnectBackend:
+    label = "Dispatch"
+
+    def __init__(self, system: str, client: DispatchConnectClient, settings: DispatchConnectSettings) -> None:
+        self.system = system
+        self.client = client
+        self.settings = settings
+        self.destination: Destination = AgentInDestination(system, client, settings)
+        self.pull_channels: Sequence[PullChannel] = (AgentOutChannel(system, client),)
+        self.push_channels: Sequence[PushChannel] = ()
+
+    def sessions(self) -> Sequence[requests.Session]:
+        return (self.client.session,)
+
+
+def build(
+    system: str, settings: DispatchConnectSettings, hooks: Sequence[SessionHook]
+) -> DispatchConnectBackend:
+    """The registry's factory: a client with a fresh HTTP session, the hooks (metrics) applied to it."""
+    session = requests.Session()
+    for hook in hooks:
+        hook(session, system)
+    client = DispatchConnectClient(
+        settings.base_url,
+        str(settings.public_key),
+        settings.secret.get_secret_value() if settings.secret else "",
+        session=session,
+        timeout=settings.timeout_s,
+    )
+    return DispatchConnectBackend(system, client, settings)
+
+
+def from_client(
+    client: DispatchConnectClient, *, system: str = "dispatch_connect", acks: bool = True
+) -> DispatchConnectBackend:
+    """A back end around a client built elsewhere (tests and benchmarks tune its retries)."""
+    settings = DispatchConnectSettings(
+        base_url=client.base_url,
+        public_key=client.public_key,
+        secret=None,
+        acks=acks,
+        timeout_s=client.timeout,
+    )
+    return DispatchConnectBackend(system, client, settings)
+
+
+BACKEND_TYPE = BackendType(
+    name="dispatch_connect",
+    label="Dispatch",
+    settings_model=DispatchConnectSettings,
+    env_prefix="DISPATCH_",
+    secrets=("secret",),
+    required=("public_key", "secret"),
+    record_types=RECORD_TYPES,
+    factory=build,
+    translate=lambda delivery, _settings: translate_message(delivery.system, delivery.payload),
+    description="Dispatch Connect: agent/in change sets, agent/out events, HMAC-signed",
+)
