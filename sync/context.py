@@ -37,7 +37,15 @@ class SyncContext:
         engine = make_engine(settings.database_url)
         if check:
             check_schema(engine)
-        return cls(settings=settings, engine=engine, mapping=load_mapping(settings.mapping_file), **edges)
+        ctx = cls(settings=settings, engine=engine, mapping=load_mapping(settings.mapping_file), **edges)
+        ctx.check_routes()
+        return ctx
+
+    def check_routes(self) -> None:
+        """Every back end the mapping routes to is configured and takes the records the mapping builds."""
+        blocks = self.settings.backend_blocks
+        configured = {name: block.entry.record_types for name, block in blocks.items()}
+        self.mapping.check_backends(configured, self.default_backend)
 
     def backend_names(self) -> list[str]:
         """Every configured back end (those handed in first), whether built yet or not."""

@@ -432,6 +432,8 @@ def _refuse(unit: _Unit, tracked: Tracked, digest: str, flagged: bool, message: 
     """Keep the hash so the same refused change is not retried every cycle; the next real edit is."""
     unit.report.refused += 1
     tracked.set(fields_hash=digest, flagged=flagged, last_error=message)
+    if tracked.system is None:  # never sent anywhere: kept under the default back end for its hash only
+        tracked.set(system=unit.ctx.default_backend)
     report_error(
         unit.session,
         unit.ctx.mapping,
