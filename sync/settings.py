@@ -47,11 +47,11 @@ class Settings(BaseSettings):
     salesforce_ca_bundle: Path | None = Field(None, description="CA bundle to trust (emulator or proxy)")
 
     publish_interval_s: float = Field(60.0, gt=0, description="seconds between publish cycles")
-    poll_interval_s: float = Field(15.0, gt=0, description="seconds between agent/out drains")
+    poll_interval_s: float = Field(15.0, gt=0, description="seconds between pull-channel drains")
     process_interval_s: float = Field(5.0, gt=0, description="seconds between inbox processing runs")
     writeback_interval_s: float = Field(10.0, gt=0, description="seconds between CRM write-back flushes")
     lookback_s: float = Field(300.0, ge=0, description="SystemModstamp overlap re-read each cycle")
-    batch_size: int = Field(200, ge=1, le=5000, description="canonical records per agent/in request")
+    batch_size: int = Field(200, ge=1, le=5000, description="records per change-set request to a back end")
     writeback_batch_size: int = Field(200, ge=1, le=200, description="records per sObject Collections call")
     writeback_concurrency: int = Field(
         3, ge=1, le=10, description="sObject Collections calls in flight at once when flushing write-backs"

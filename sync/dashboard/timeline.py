@@ -17,6 +17,9 @@ from typing import Any
 from sqlalchemy import String, cast, or_
 from sqlmodel import Session, col, select
 
+from connector.errors import ConnectorError
+from connector.ports import Delivery, Notice, RecordResult, Report
+from connector.registry import backend_type
 from sync.store.models import (
     EntityStateRow,
     InboxMessage,
@@ -259,24 +262,30 @@ def _like_pattern(value: str) -> str:
     return f"%{escaped}%"
 
 
-def _put_summary(row: InboxMessage) -> str:
-    """`job 0WO...: status complete ("All done")` from the first action of the stored message."""
-    message = (row.payload or {}).get("Message") or {}
-    actions = (((message.get("Request") or {}).get("Payload") or {}).get("Actions")) or []
-    parts: list[str] = []
-    for action in actions if isinstance(actions, list) else []:
-        for put_type, data in ((action or {}).get("Put") or {}).items():
-            if put_type == "err" and isinstance(data, dict):
-                data = (data.get("payload") or {}).get("err") or data
-            if not isinstance(data, dict):
-                continue
-            ident = data.get("external_id") or data.get("id")
-            text = f"{put_type} {ident}"
-            for key in ("status", "model", "message", "status_message", "description"):
-                if data.get(key):
-                    text += f" {key}={_text(data[key])}"
-            parts.append(text)
+def _summary(row: InboxMessage) -> str:
+    """`job 0WO...: status complete ("All done")`, read through the back end's own translation, so the
+    dashboard knows no back end's message format. A back end instance named like its type is read by
+    that type; a message that cannot be read shows its type."""
+    try:
+        entry = backend_type(row.system)
+        delivery = Delivery(row.system, row.message_id, row.type or "", row.payload, row.entity_key)
+        parts = [_describe(report) for report in entry.translate(delivery, None)]
+    except (ConnectorError, LookupError, TypeError, ValueError, AttributeError):
+        parts = []
     return "; ".join(parts) or (row.type or "message")
+
+
+def _describe(report: Report) -> str:
+    if isinstance(report, Notice):
+        return report.message
+    if isinstance(report, RecordResult):
+        text = f"{'ack' if report.ok else 'err'} {report.record_type} {report.external_id}"
+        return text + (f" message={report.error}" if report.error else "")
+    text = f"{report.kind} {report.external_id or report.remote_id}"
+    for key, value in (("status", report.status), ("reason", report.reason)):
+        if value:
+            text += f" {key}={_text(value)}"
+    return text
 
 
 def _inbox_rows(session: Session, timeline: Timeline) -> Sequence[InboxMessage]:
@@ -304,7 +313,7 @@ def _inbox_events(session: Session, timeline: Timeline) -> tuple[list[TimelineEv
         )
         events.append(
             TimelineEvent(
-                row.received_at or EPOCH, "inbox", f"received {row.type or '?'}", _put_summary(row),
+                row.received_at or EPOCH, "inbox", f"received {row.type or '?'}", _summary(row),
                 level, row.message_id, tuple(d for d in details if d[1]),
             )
         )  # fmt: skip

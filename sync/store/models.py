@@ -88,7 +88,7 @@ class Watermark(SQLModel, table=True):
 
 
 class OutboxBatch(SQLModel, table=True):
-    """One agent/in request. Keyed by MessageId so a crash re-sends the same batch, never a new one."""
+    """One change set sent to a back end. Keyed by MessageId: a crash re-sends the same batch, never a new one."""
 
     __tablename__ = "outbox_batch"
     # Named by the naming convention (ix_outbox_batch_system): each back end's sender reads its own pending.
@@ -126,7 +126,7 @@ class OutboxItem(SQLModel, table=True):
 
 
 class InboxMessage(SQLModel, table=True):
-    """An agent/out message, stored before it is acknowledged; processed separately.
+    """A delivery from any channel, stored before it is settled or answered; processed separately.
 
     The back end's settle handles (Dispatch Connect's receipt and ProcedureID) are not stored: they die with
     the delivery, so the engine keeps them in memory until it settles."""
