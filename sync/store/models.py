@@ -88,7 +88,7 @@ class Watermark(SQLModel, table=True):
 
 
 class OutboxBatch(SQLModel, table=True):
-    """One change set sent to a back end. Keyed by MessageId: a crash re-sends the same batch, never a new one."""
+    """One change set sent to a back end. Keyed by MessageId: a crash re-sends the batch, never a new one."""
 
     __tablename__ = "outbox_batch"
     # Named by the naming convention (ix_outbox_batch_system): each back end's sender reads its own pending.
