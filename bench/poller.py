@@ -13,7 +13,7 @@ and flush_writebacks until the CRM emulator holds every update (e2e_per_s). sf_c
 the Salesforce emulator's own count of REST calls for that path.
 
 Naive path, same run, a separate, equally sized batch of events on a second set of jobs: poll one message,
-store and process it (the engine's own store_message/process_message), write its record back with one
+store and process it (the engine's own store_delivery/process_message), write its record back with one
 sObject update, ack, repeat. Same clients, same latency. speedup = e2e_per_s / naive_e2e_per_s.
 """
 
@@ -34,7 +34,8 @@ sys.path.insert(0, str(_HERE.parent))
 
 from sqlmodel import col, select
 
-from sync.inbound.poller import drain_pull_channels, store_message
+from sync.inbound.inbox import store_delivery
+from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox, process_message
 from sync.outbound.publisher import publish_changes
 from sync.store.db import session_scope
@@ -85,13 +86,13 @@ def efficient(r: _harness.Rig) -> tuple[float, float, dict[str, int]]:
 
 def naive(r: _harness.Rig) -> tuple[float, int]:
     """Poll 1, store and process it, write its record back with one sObject update, ack, repeat."""
-    client, crm, engine = r.ctx.backends["dispatch_connect"].client, r.ctx.crm, r.ctx.engine
+    channel, crm, engine = r.ctx.backend("dispatch_connect").pull_channels[0], r.ctx.crm, r.ctx.engine
     handled = 0
     started = time.perf_counter()
-    while page := client.poll(1):
-        for message in page:
+    while (page := channel.fetch(1)).deliveries:
+        for message in page.deliveries:
             with session_scope(engine) as session:
-                store_message(session, message)
+                store_delivery(session, message)
             process_message(r.ctx, message.id)
             with session_scope(engine) as session:
                 rows = session.exec(
@@ -107,7 +108,7 @@ def naive(r: _harness.Rig) -> tuple[float, int]:
                 for row in rows:
                     row.status, row.flushed_at = "done", utcnow()
                     session.add(row)
-            client.ack(message.receipt, message.procedure_id)
+            channel.settle(message)
             handled += 1
     return time.perf_counter() - started, handled
 
