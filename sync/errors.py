@@ -34,6 +34,12 @@ class SettingsError(SyncError):
     exit_code = EXIT_USAGE
 
 
+class UsageError(SyncError):
+    """A command was given arguments it cannot use; the message says which and how to write them."""
+
+    exit_code = EXIT_USAGE
+
+
 class StoreNotReady(SyncError):
     """The database is missing tables or is at another schema revision than this program."""
 

@@ -8,6 +8,7 @@ from simple_salesforce import format_soql
 from sqlmodel import col, select
 
 from sync.context import SyncContext
+from sync.errors import UsageError
 from sync.store.db import session_scope
 from sync.store.dbtypes import utcnow
 from sync.store.models import EntityStateRow, OutboxBatch, SyncLog, TrackedRecord
@@ -30,7 +31,9 @@ def flag_records(
     comments) and the object name comes from the mapping, so nothing can be appended to the query."""
     spec = ctx.mapping.object(crm_object)
     if any(token in where for token in FORBIDDEN_IN_WHERE) or not where.strip():
-        raise ValueError("--where must be one SOQL condition without ';' or comments")
+        raise UsageError(
+            "--where must be one SOQL condition without ';' or comments, e.g. \"Status = 'New'\""
+        )
     condition = quoted(where, **params) if params else where
     ids = [row["Id"] for row in ctx.crm.query_iter(f"SELECT Id FROM {crm_object} WHERE {condition}")]
     if spec.flag.when == "true":

@@ -207,3 +207,34 @@ def test_database_errors_never_show_the_statement() -> None:
     message, code = exit_for(clash)
     assert code == 1 and message.startswith("internal error: IntegrityError: UNIQUE failed")
     assert "INSERT" not in message
+
+
+@pytest.mark.parametrize("where", ["", "Status = 'New'; DELETE", "Status = 'New' -- all"])
+def test_unusable_where_condition_exits_2_saying_how_to_write_it(
+    tmp_path: Path, store: str, where: str
+) -> None:
+    env = {
+        "SALESFORCE_INSTANCE_URL": "https://127.0.0.1:9",
+        "SALESFORCE_USERNAME": "u",
+        "SALESFORCE_PASSWORD": "p",
+    }
+    result = run(["flag", "WorkOrder", "--where", where], tmp_path, DATABASE_URL=store, **env)
+    assert result.code == 2
+    assert result.line.startswith("error: --where must be one SOQL condition without ';' or comments")
+
+
+def test_route_to_an_unconfigured_back_end_exits_2_naming_file_and_key(tmp_path: Path, store: str) -> None:
+    import yaml
+
+    from connector.mapping import DEFAULT_MAPPING
+
+    raw = yaml.safe_load(DEFAULT_MAPPING.read_text())
+    raw["objects"]["WorkOrder"]["route"] = {"field": "Priority", "map": {"High": "dispatch_euu"}}
+    mapping = tmp_path / "routed.yaml"
+    mapping.write_text(yaml.safe_dump(raw))
+    result = run(["publish", "--dry-run"], tmp_path, DATABASE_URL=store, MAPPING_FILE=str(mapping))
+    assert result.code == 2
+    assert result.line == (
+        f"error: mapping file {mapping}: objects.WorkOrder.route.map.High: back end 'dispatch_euu' is not "
+        "configured (configured: dispatch_connect)"
+    )
