@@ -37,7 +37,7 @@ _SINCE = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # (title, table, statuses always shown even at 0) for the health page's queue depths.
 QUEUES: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
-    ("Inbox (agent/out messages)", InboxMessage, ("new", "processed", "dead")),
+    ("Inbox (polled and pushed messages)", InboxMessage, ("new", "processed", "dead")),
     ("Outbox batches (agent/in)", OutboxBatch, ("pending", "sent", "confirmed", "failed")),
     ("CRM write-back queue", WriteBack, ("pending", "done", "failed", "skipped")),
 )

@@ -3,6 +3,10 @@
 The cookie holds an HMAC derived from the token, not the token, so a leaked cookie jar does not leak the
 setting. Every comparison is between fixed-length digests in constant time, so neither the token's content nor
 its length can be probed by timing. The token is never logged or rendered.
+
+Push channels (webhooks, everything under `/hooks/`, see sync.inbound.push) are outside the guard: each
+authenticates its callers with its own credential, and the dashboard token is neither required nor accepted
+there (a `?token=` on a push path signs nobody in). The dashboard serves nothing under that prefix.
 """
 
 from __future__ import annotations
@@ -15,8 +19,12 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse, RedirectResponse
 
+from sync.inbound.push import PUSH_PREFIX
+
 COOKIE_NAME = "dc_dashboard"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+# Path prefixes the guard leaves alone because they authenticate themselves (push channels).
+OPEN_PREFIXES = (PUSH_PREFIX,)
 # Paths scraped by machines: a good ?token= is served directly instead of redirected to a clean URL.
 NO_REDIRECT_PATHS = frozenset({"/metrics"})
 UNAUTHORIZED = (
@@ -67,6 +75,7 @@ def install_token_guard(app: FastAPI, token: str) -> None:
         path = request.url.path
         if (
             path in OPEN_PATHS
+            or path.startswith(OPEN_PREFIXES)
             or guard.header_ok(request)
             or guard.cookie_ok(request.cookies.get(COOKIE_NAME))
         ):

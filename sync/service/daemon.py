@@ -1,5 +1,6 @@
 """`dispatch-connector run`: one process that runs publish, poll, process, write-back flush and log
-retention on their intervals, and serves /healthz, /readyz, /metrics and the support dashboard.
+retention on their intervals, and serves /healthz, /readyz, /metrics, the support dashboard and the back
+ends' push channels (webhooks, under /hooks/; sync.inbound.push).
 
 APScheduler 3.x runs each job with `max_instances=1` and coalesced misfires, so no job overlaps itself;
 the single-publisher and single-poller rules across processes come from `sync.store.locks`, not from
@@ -17,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -33,6 +34,9 @@ from sync.store.locks import LockHeld
 from sync.store.synclog import purge_log, write_log
 from sync.writeback.logmirror import mirror_log
 from sync.writeback.queue import flush_writebacks
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("dispatch_connector.daemon")
 ROLES = {
@@ -221,19 +225,13 @@ def serve(
     token: str | None = None,
     on_started: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the scheduler and the HTTP server until SIGTERM/SIGINT."""
+    """Run the scheduler and the HTTP server until SIGTERM/SIGINT (or `daemon.stopping` is set).
+
+    Signal handlers are installed only on the main thread (Python allows nothing else); a caller on another
+    thread, such as a test, stops the daemon by setting `daemon.stopping`."""
     import uvicorn
 
-    from sync.dashboard.app import create_dashboard_app
-
-    assert daemon.metrics is not None
-    app = create_dashboard_app(
-        daemon.ctx.engine,
-        health=daemon.health,
-        token=token,
-        metrics=daemon.metrics.render,
-        ready=daemon.ready,
-    )
+    app = build_app(daemon, token=token)  # before the scheduler starts: a bad push path stops here
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
 
@@ -242,8 +240,9 @@ def serve(
         server.should_exit = True
         daemon.stopping.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
     daemon.start()
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -258,3 +257,29 @@ def serve(
     daemon.stop()
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def build_app(daemon: Daemon, *, token: str | None = None) -> FastAPI:
+    """The daemon's HTTP app: the dashboard, health and metrics, plus the push channels (webhooks) of every
+    configured back end when the daemon's role receives from back ends (`all`, `poller`). The publisher and
+    processor roles serve none: they may run without the back ends' credentials, and a sender needs one
+    stable URL anyway."""
+    from sync.dashboard.app import create_dashboard_app
+    from sync.inbound.push import mount_push_channels
+
+    assert daemon.metrics is not None
+    app = create_dashboard_app(
+        daemon.ctx.engine,
+        health=daemon.health,
+        token=token,
+        metrics=daemon.metrics.render,
+        ready=daemon.ready,
+    )
+    if "poll" in ROLES[daemon.role]:
+        limit = daemon.ctx.settings.push_max_body_bytes
+        paths = mount_push_channels(app, daemon.ctx, max_body_bytes=limit)
+        if paths:
+            log.info("push channels served (body limit %d bytes): %s", limit, ", ".join(paths))
+        else:
+            log.info("push channels served: none (no configured back end has one)")
+    return app
