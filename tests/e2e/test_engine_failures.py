@@ -10,6 +10,7 @@ import yaml
 from sqlmodel import Session, select
 
 from connector.mapping import DEFAULT_MAPPING, load_mapping
+from sync.errors import UsageError
 from sync.inbound.poller import drain_pull_channels
 from sync.service.admin import flag_records
 from sync.store.locks import LockHeld, single_instance, take_lease
@@ -130,7 +131,7 @@ def test_bulk_flag_quotes_values_safely(harness: Harness) -> None:
     assert (
         harness.wo(tricky)["Dispatch_Send__c"] is not None and harness.wo(plain)["Dispatch_Send__c"] is None
     )
-    with pytest.raises(ValueError, match="one SOQL condition"):
+    with pytest.raises(UsageError, match="one SOQL condition"):
         flag_records(harness.ctx, "WorkOrder", "City = 'x'; DELETE")
 
 
