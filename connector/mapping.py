@@ -99,6 +99,29 @@ class RecordSpec(_Strict):
             steps.append((tuple(parents), leaf, value.resolver))
         return tuple(steps)
 
+    @cached_property
+    def has_lists(self) -> bool:
+        """Whether a field path has a numeric segment (`contacts.0.first_name`): the record holds lists."""
+        return any(part.isdigit() for path in self.fields for part in path.split("."))
+
+    @cached_property
+    def list_elements(self) -> tuple[tuple[tuple[str, ...], ...], ...]:
+        """Per field (in `plan` order): the list elements its value fills (`("contacts", "0")`). A constant
+        fills only an element that is itself the value (`external_ids.0`): constants alone never keep an
+        object element, so a phone method with no number is dropped."""
+        elements = []
+        for path, value in self.fields.items():
+            parts = path.split(".")
+            sourced = bool(value.field or value.template or value.ref)
+            elements.append(
+                tuple(
+                    tuple(parts[: i + 1])
+                    for i, part in enumerate(parts)
+                    if part.isdigit() and (sourced or i == len(parts) - 1)
+                )
+            )
+        return tuple(elements)
+
     @field_validator("type")
     @classmethod
     def _known_type(cls, value: str) -> str:
@@ -223,6 +246,9 @@ class ObjectSpec(_Strict):
     select: list[str]
     relevant: list[str] | None = None
     records: list[RecordSpec]
+    # Records for a named back end whose record types differ (a work order routed to Dispatch v3 instead of
+    # Dispatch Connect's organization + customer + job); any other back end gets `records`.
+    backend_records: dict[str, list[RecordSpec]] = Field(default_factory=dict)
     status_field: str | None = None
     status_map: dict[str, str] = Field(default_factory=dict)
     on_unflag: Literal["ignore", "cancel"] = "ignore"
@@ -247,16 +273,21 @@ class ObjectSpec(_Strict):
                 f"relevant fields {sorted(echo)} are also written back: every write-back would "
                 "republish the record; remove them from relevant"
             )
-        types = [r.type for r in self.records]
-        for spec in self.records:
-            for value in (spec.external_id, *spec.fields.values()):
-                if value.ref and value.ref not in types[: types.index(spec.type)]:
-                    raise ValueError(f"{spec.type} refers to {value.ref!r}, which is not an earlier record")
+        for records in (self.records, *self.backend_records.values()):
+            if not records:
+                raise ValueError("records must name at least one record")
+            types = [r.type for r in records]
+            for spec in records:
+                for value in (spec.external_id, *spec.fields.values()):
+                    if value.ref and value.ref not in types[: types.index(spec.type)]:
+                        raise ValueError(
+                            f"{spec.type} refers to {value.ref!r}, which is not an earlier record"
+                        )
         return self
 
     def referenced_fields(self) -> list[str]:
         names: list[str] = [self.flag.field]
-        for spec in self.records:
+        for spec in (s for records in (self.records, *self.backend_records.values()) for s in records):
             for value in (spec.external_id, *spec.fields.values()):
                 names.extend(value.crm_fields())
             if spec.when:
@@ -301,9 +332,13 @@ class ObjectSpec(_Strict):
         """(name, reader) of the relevant fields, sorted by name: the hash's input order."""
         return tuple((name, path_reader(name)) for name in sorted(self.relevant_names))
 
-    def primary_record(self) -> RecordSpec:
+    def records_for(self, backend: str | None = None) -> list[RecordSpec]:
+        """The records a row becomes for this back end: its own `backend_records`, else `records`."""
+        return self.backend_records.get(backend, self.records) if backend else self.records
+
+    def primary_record(self, backend: str | None = None) -> RecordSpec:
         """The record whose external id identifies the CRM row (job for a work order, ...): the last one."""
-        return self.records[-1]
+        return self.records_for(backend)[-1]
 
 
 class LogObjectSpec(_Strict):
@@ -355,10 +390,11 @@ class MappingConfig:
                         f"configured (configured: {', '.join(configured)})"
                     )
             for backend in spec.routed_backends(default):
-                for index, record in enumerate(spec.records):
+                key = f"backend_records.{backend}" if backend in spec.backend_records else "records"
+                for index, record in enumerate(spec.records_for(backend)):
                     if record.type not in configured[backend]:
                         raise MappingFileError(
-                            f"mapping file {self.source}: objects.{name}.records.{index}.type: back end "
+                            f"mapping file {self.source}: objects.{name}.{key}.{index}.type: back end "
                             f"{backend!r} takes no {record.type!r} records "
                             f"(it takes: {', '.join(configured[backend])})"
                         )
@@ -410,20 +446,23 @@ def load_mapping(path: str | Path | None = None) -> MappingConfig:
         raise MappingFileError(f"mapping file {source}: {problems}") from None
 
 
-def build_records(obj: ObjectSpec, row: Mapping[str, Any]) -> list[dict[str, Any]]:
+def build_records(
+    obj: ObjectSpec, row: Mapping[str, Any], backend: str | None = None
+) -> list[dict[str, Any]]:
     """Canonical records for one CRM row, in the mapping's (dependency) order, as
     `{"record_type": ..., "record": {...}}`. Empty values are left out: Dispatch treats absent as
     unchanged."""
     refs: dict[str, str] = {}
     built: list[dict[str, Any]] = []
-    for spec in obj.records:
+    for spec in obj.records_for(backend):
         if spec.when_reader and spec.when_reader(row) in (None, "", False):
             continue
         external_id = spec.external_id.resolver(row, refs)
         if external_id is None or external_id == "":
             continue
         record: dict[str, Any] = {"external_id": str(external_id)}
-        for parents, leaf, resolver in spec.plan:
+        filled: set[tuple[str, ...]] = set()
+        for index, (parents, leaf, resolver) in enumerate(spec.plan):
             value = resolver(row, refs)
             if value is None or value == "":
                 continue
@@ -431,9 +470,27 @@ def build_records(obj: ObjectSpec, row: Mapping[str, Any]) -> list[dict[str, Any
             for part in parents:
                 target = target.setdefault(part, {})
             target[leaf] = value
+            if spec.has_lists:
+                filled.update(spec.list_elements[index])
         refs[spec.type] = str(external_id)
-        built.append({"record_type": spec.type, "record": record})
+        built.append(
+            {"record_type": spec.type, "record": _as_lists(record, filled) if spec.has_lists else record}
+        )
     return built
+
+
+def _as_lists(node: dict[str, Any], filled: set[tuple[str, ...]], at: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Objects keyed by numbers become lists in number order (`contacts.1.first_name` is the second
+    contact). An element no CRM value filled (only constants, or nothing) is dropped and the list closes
+    up, so `contacts.1` of a work order with one contact leaves one contact."""
+    for key, value in list(node.items()):
+        if not isinstance(value, dict):
+            continue
+        value = _as_lists(value, filled, (*at, key))
+        if value and all(k.isdigit() for k in value):
+            value = [value[k] for k in sorted(value, key=int) if (*at, key, k) in filled]
+        node[key] = value
+    return node
 
 
 # One encoder, built once: json.dumps with options builds a new one per call. Same bytes as

@@ -13,6 +13,7 @@ from connector.ports import BackendType
 # name -> "module:attribute" of its BackendType
 BACKEND_TYPES: dict[str, str] = {
     "dispatch_connect": "connector.dispatch_connect.backend:BACKEND_TYPE",
+    "dispatch_v3": "connector.dispatch_v3.backend:BACKEND_TYPE",
 }
 DEFAULT_BACKEND = "dispatch_connect"
 _extra: dict[str, BackendType] = {}

@@ -245,7 +245,7 @@ def on_appointment(ctx: EventContext, event: ReportedEvent) -> None:
         _unroutable(ctx, event)
         return
     result = _apply(ctx, row, event.status, event.updated_at, event.reason)
-    job_external = event.parent_external_id
+    job_external = event.parent_external_id or _external_of_job(ctx, event.parent_remote_id)
     link = crm_link(ctx, job_external)
     _link_crm(row, link)
     if link is None:
@@ -267,6 +267,20 @@ def on_appointment(ctx: EventContext, event: ReportedEvent) -> None:
         )
         job_row.milestones = merged
         _job_writeback(ctx, link, job_row, stamped, _window(link, event, result.stale))
+
+
+def _external_of_job(ctx: EventContext, remote_id: str | None) -> str | None:
+    """A back end that names an appointment's job only by its own id (Dispatch v3): the job's external id
+    from the job entity this back end reported before."""
+    if remote_id is None:
+        return None
+    return ctx.session.exec(
+        select(EntityStateRow.external_id).where(
+            col(EntityStateRow.system) == ctx.system,
+            col(EntityStateRow.kind) == "job",
+            col(EntityStateRow.remote_id) == remote_id,
+        )
+    ).first()
 
 
 def _window(link: CrmLink, event: ReportedEvent, stale: bool) -> dict[str, Any]:

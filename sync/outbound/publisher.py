@@ -306,11 +306,11 @@ def _decide(
         _refuse(unit, tracked, digest, flagged, message)
         return []
     try:
-        records = build_records(spec, row)
+        records = build_records(spec, row, system)
     except RecordBuildError as exc:
         _refuse(unit, tracked, digest, flagged, f"cannot map {name} {crm_id}: {exc}")
         return []
-    primary_type = spec.primary_record().type
+    primary_type = spec.primary_record(system).type
     primary = next((r for r in records if r["record_type"] == primary_type), None)
     if primary is None:
         message = f"{name} {crm_id} yields no {primary_type} record (its external id is empty)"
@@ -333,7 +333,11 @@ def _decide(
     if not moved_from and tracked.snapshot and tracked.snapshot.get(STATUS_KEY) == snapshot[STATUS_KEY]:
         # unchanged status: no request, no regression of the field's state
         primary["record"].pop(fields.status, None)
-    changes = [_cancel_on(unit, moved_from, tracked, primary_type, system)] if moved_from else []
+    changes = (
+        [_cancel_on(unit, moved_from, tracked, spec.primary_record(moved_from).type, system)]
+        if moved_from
+        else []
+    )
     external_id = primary["record"]["external_id"]
     tracked.set(
         system=system,

@@ -113,3 +113,37 @@ def test_unreadable_or_invalid_yaml(tmp_path: Path) -> None:
 def test_unknown_object_is_named() -> None:
     with pytest.raises(MappingFileError, match="no mapping for CRM object 'Case'"):
         load_mapping().object("Case")
+
+
+def test_numbered_paths_build_lists_and_drop_elements_no_value_fills() -> None:
+    """`contacts.0.first_name` builds a list; an element only constants would fill is left out."""
+    from connector.mapping import DEFAULT_MAPPING
+
+    mapping = load_mapping(DEFAULT_MAPPING.parent / "salesforce_dispatch_v3.yaml")
+    spec = mapping.object("WorkOrder")
+    row = {
+        **ROW,
+        "Dispatch_Backend__c": "Dispatch v3",
+        "AccountId": None,
+        "Account": None,
+        "Contact": {"FirstName": "Jane", "LastName": "Doe", "Email": "jane@example.com", "Phone": None},
+    }
+    (record,) = build_records(spec, row, "dispatch_v3")
+    assert record["record_type"] == "work_order"
+    (contact,) = record["record"]["contacts"]  # no account: the office contact is left out
+    assert contact["contact_methods"] == [
+        {"method": "email", "type": "work", "preferred": True, "value": "jane@example.com"}
+    ]  # no phone number: the phone method is left out
+    assert contact["external_ids"] == [ROW["ContactId"]]
+    assert [r["record_type"] for r in build_records(spec, row)] == ["organization", "customer", "job"]
+
+
+def test_backend_records_are_checked_against_their_back_end() -> None:
+    from connector.mapping import DEFAULT_MAPPING
+
+    mapping = load_mapping(DEFAULT_MAPPING.parent / "salesforce_dispatch_v3.yaml")
+    with pytest.raises(MappingFileError, match=r"objects\.WorkOrder\.backend_records\.dispatch_v3\.0\.type"):
+        mapping.check_backends(
+            {"dispatch_connect": ("organization", "customer", "job"), "dispatch_v3": ("job",)},
+            "dispatch_connect",
+        )
