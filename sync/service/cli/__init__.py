@@ -25,6 +25,7 @@ import click
 
 from sync.service.cli.common import _Ctx
 from sync.service.cli.config_commands import config, machines
+from sync.service.cli.convert_commands import convert
 from sync.service.cli.exits import debug_enabled, exit_for, internal_error_line
 from sync.service.cli.sandbox_commands import demo, sandbox
 from sync.service.cli.store_commands import db
@@ -62,6 +63,7 @@ COMMANDS = (
     replay,
     retry,
     run,
+    convert,
 )
 for _command in (*COMMANDS, demo, sandbox):
     cli.add_command(_command)
