@@ -30,6 +30,9 @@ class FaultPlan:
     error_status: int = 503
     latency_s: float = 0.0
     drop_rate: float = 0.0
+    throttle_rate: float = 0.0
+    """Answer 429 (the caller sends `Retry-After: retry_after_s`); rolled after a drop, before an error."""
+    retry_after_s: int = 1
 
 
 @dataclass
@@ -85,6 +88,8 @@ def apply_faults(faults: Faults, endpoint: str, environ: dict[str, Any]) -> int 
         time.sleep(plan.latency_s)
     if faults.roll(plan.drop_rate):
         drop_connection(environ)
+    if faults.roll(plan.throttle_rate):  # a zero rate draws nothing: seeded runs without it are unchanged
+        return 429
     if faults.roll(plan.error_rate):
         return plan.error_status
     return None
