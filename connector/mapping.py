@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from connector.errors import ConfigurationError
 from connector.mapping_values import (
@@ -30,6 +30,21 @@ from connector.mapping_values import (
 from connector.mapping_values import (
     reader as path_reader,
 )
+from connector.mapping_writes import (
+    InboundJobSpec as InboundJobSpec,
+)
+from connector.mapping_writes import (
+    LogObjectSpec as LogObjectSpec,
+)
+from connector.mapping_writes import (
+    NotesSpec as NotesSpec,
+)
+from connector.mapping_writes import (
+    StrictModel,
+)
+from connector.mapping_writes import (
+    WriteBackSpec as WriteBackSpec,
+)
 
 DEFAULT_MAPPING = Path(__file__).parent / "mappings" / "salesforce_default.yaml"
 
@@ -38,11 +53,7 @@ class MappingFileError(ConfigurationError):
     """The mapping file is unreadable or invalid; names the file, the key and what is wrong."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ValueSpec(_Strict):
+class ValueSpec(StrictModel):
     """Where one canonical value comes from: a CRM field path, a constant, a template or an earlier record."""
 
     field: str | None = None
@@ -78,7 +89,7 @@ def _coerce_value_spec(value: Any) -> Any:
     return {"field": value} if isinstance(value, str) else value
 
 
-class RecordSpec(_Strict):
+class RecordSpec(StrictModel):
     """One canonical record built from a CRM row; emitted only when `when` (a CRM field path) has a value."""
 
     type: str
@@ -143,7 +154,7 @@ class RecordSpec(_Strict):
         return {k: _coerce_value_spec(v) for k, v in value.items()}
 
 
-class FlagSpec(_Strict):
+class FlagSpec(StrictModel):
     field: str
     when: Literal["not_null", "true"] = "not_null"
 
@@ -160,62 +171,14 @@ class FlagSpec(_Strict):
         return value is True if self.when == "true" else value not in (None, "", False)
 
 
-class WriteBackSpec(_Strict):
-    """CRM field names the connector writes. None disables that write."""
-
-    last_synced: str | None = "Dispatch_Last_Synced__c"
-    error: str | None = "Dispatch_Error__c"
-    last_updated_from_dispatch: str | None = "Last_Updated_from_Dispatch__c"
-    status: str | None = "Dispatch_Status__c"
-    status_reason: str | None = "Dispatch_Status_Reason__c"
-    milestones: dict[str, str] = Field(default_factory=dict)
-    appointment_start: str | None = None
-    appointment_end: str | None = None
-    survey_rating: str | None = None
-    survey_comments: str | None = None
-    notes: NotesSpec | None = None
-    error_max_length: int = 255
-
-    def all_fields(self) -> set[str]:
-        names = {
-            self.last_synced,
-            self.error,
-            self.last_updated_from_dispatch,
-            self.status,
-            self.status_reason,
-            self.appointment_start,
-            self.appointment_end,
-            self.survey_rating,
-            self.survey_comments,
-            *self.milestones.values(),
-        }
-        return {name for name in names if name}
-
-
-class NotesSpec(_Strict):
-    """Write Dispatch notes and attachments as CRM records (one per note), linked to the parent record."""
-
-    object: str
-    parent_field: str
-    fields: dict[str, str] = Field(default_factory=dict)  # CRM field -> note attribute ("deleted" is a bool)
-
-
-class PendingSpec(_Strict):
+class PendingSpec(StrictModel):
     """'Dispatch Pending' mode: publish only records whose pending flag is set, then clear the flag."""
 
     field: str
     clear_value: Any = False
 
 
-class InboundJobSpec(_Strict):
-    """Jobs born in Dispatch: create (or update) a CRM record from the job event's attributes."""
-
-    enabled: bool = False
-    fields: dict[str, str] = Field(default_factory=dict)  # CRM field -> job attribute path
-    constants: dict[str, Any] = Field(default_factory=dict)
-
-
-class RouteSpec(_Strict):
+class RouteSpec(StrictModel):
     """Which back end a record goes to, by a field's value (a region, a brand, a trade)."""
 
     field: str
@@ -234,7 +197,7 @@ class RouteSpec(_Strict):
         return {*self.map.values(), *([self.default] if self.default else [])}
 
 
-class ObjectSpec(_Strict):
+class ObjectSpec(StrictModel):
     """How one CRM object (WorkOrder, Account, ...) is published and written back.
 
     `backend` names the back end its records go to (default: the only, or first, configured one); `route`
@@ -341,26 +304,7 @@ class ObjectSpec(_Strict):
         return self.records_for(backend)[-1]
 
 
-class LogObjectSpec(_Strict):
-    """Mirror sync-log rows into a CRM object shaped like the playbook's Dispatch_Log__c."""
-
-    object: str
-    levels: list[str] = Field(default_factory=lambda: ["error"])
-
-    @field_validator("levels")
-    @classmethod
-    def _known_levels(cls, value: list[str]) -> list[str]:
-        unknown = set(value) - {"debug", "info", "warning", "error"}
-        if unknown:
-            raise ValueError(f"unknown level(s) {sorted(unknown)}; use debug, info, warning, error")
-        return value
-
-    fields: dict[
-        str, Literal["message", "crm_record_id", "external_id", "entity", "direction", "msg_id", "level"]
-    ]
-
-
-class Mapping_(_Strict):
+class Mapping_(StrictModel):
     version: Literal[1] = 1
     objects: dict[str, ObjectSpec]
     log_object: LogObjectSpec | None = None
