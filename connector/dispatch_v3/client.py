@@ -132,7 +132,7 @@ class DispatchV3Client:
     def token(self, *, renew: bool = False, stale: str | None = None) -> str:
         """The cached bearer token; fetched when missing, near expiry, or when `stale` was refused."""
         with self._token_lock:
-            expired = self.clock() >= self._token_expires - TOKEN_MARGIN_S
+            expired = self.clock() >= self._token_expires
             if self._token is None or expired or (renew and self._token == stale):
                 self._fetch_token()
             assert self._token is not None
@@ -160,7 +160,9 @@ class DispatchV3Client:
                 "Dispatch v3 token answer has no access_token", status=response.status_code
             )
         self._token = str(token)
-        self._token_expires = self.clock() + float(data.get("expires_in") or 3600)
+        lifetime = float(data.get("expires_in") or 3600)
+        # renewed a minute early, or a tenth early for a short-lived token (else every call would renew it)
+        self._token_expires = self.clock() + lifetime - min(TOKEN_MARGIN_S, lifetime / 10)
 
     # -- transport -------------------------------------------------------------------------------
 

@@ -52,7 +52,10 @@ def test_a_token_near_expiry_is_renewed_before_use() -> None:
     clock = Clock()
     c = client(clock)
     c.get_job(1)
-    clock.now += 50  # within the 60 s margin
+    clock.now += 85
+    c.get_job(1)
+    assert c.token_requests == 1  # a 100 s token is renewed a tenth early, not a minute early
+    clock.now += 10
     c.get_job(1)
     assert c.token_requests == 2
 
