@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import gzip
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
-from tenacity import (
-    RetryError,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 from connector import jsoncodec
 from connector.dispatch_connect.canonical import envelopes
 from connector.dispatch_connect.signing import sign
 from connector.errors import ConnectorError, RemoteRejected, TransientError
+from connector.retry import send_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +35,7 @@ HEADER_KEY = "X-Dispatch-Key"
 HEADER_SIGNATURE = "X-Dispatch-Signature"
 HEADER_MESSAGE_ID = "MessageId"
 HEADER_RECORD_TYPE = "RecordType"
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
-T = TypeVar("T")
 
 
 class DispatchUnavailable(TransientError):
@@ -82,14 +74,6 @@ class MalformedPage(MalformedMessage):
         super().__init__(message, raw=bad)
         self.messages = messages
         self.bad = bad
-
-
-class _Retryable(Exception):
-    """Internal marker: the attempt failed in a way a retry can fix."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -286,41 +270,17 @@ class DispatchConnectClient:
         url = self.base_url + path
         endpoint = path.lstrip("/")
 
-        def attempt() -> requests.Response:
-            try:
-                response = self.session.post(url, data=wire, headers=all_headers, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise _Retryable(f"{type(exc).__name__} talking to {endpoint}") from None
-            if response.status_code in RETRY_STATUSES:
-                raise _Retryable(f"{endpoint} answered HTTP {response.status_code}")
-            return response
-
-        response = self._with_retries(attempt, endpoint)
+        response = send_with_retries(
+            lambda: self.session.post(url, data=wire, headers=all_headers, timeout=self.timeout),
+            endpoint=endpoint,
+            service="Dispatch",
+            max_attempts=self.max_attempts,
+            backoff_s=self.backoff_s,
+            unavailable=DispatchUnavailable,
+        )
         if response.status_code >= 400:
             raise self._rejection(response, endpoint)
         return response
-
-    def _with_retries(self, attempt: Callable[[], T], endpoint: str) -> T:
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential(multiplier=self.backoff_s, max=max(self.backoff_s * 16, 0.0)),
-            retry=retry_if_exception_type(_Retryable),
-            before_sleep=lambda state: log.warning(
-                "Dispatch %s attempt %d failed (%s); retrying",
-                endpoint,
-                state.attempt_number,
-                state.outcome.exception() if state.outcome else "?",
-            ),
-            reraise=False,
-        )
-        try:
-            return retrying(attempt)
-        except RetryError as exc:
-            last = exc.last_attempt.exception()
-            reason = last.reason if isinstance(last, _Retryable) else repr(last)
-            raise DispatchUnavailable(
-                f"Dispatch {endpoint} still failing after {self.max_attempts} attempts: {reason}"
-            ) from None
 
     def _rejection(self, response: requests.Response, endpoint: str) -> DispatchRejected:
         status = response.status_code

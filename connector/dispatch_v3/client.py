@@ -1,8 +1,8 @@
 """Dispatch v3 REST client: OAuth2 client credentials, work orders, jobs, appointments and their lists.
 
 The bytes are written down in docs/wire-formats.md ("Dispatch v3 REST"); the emulator in
-`connector.sandbox.dispatch_v3` follows the same reading. One retry policy for every call: connection
-errors, 429 and 5xx are retried with exponential backoff, a `Retry-After` answer waits as long as it says.
+`connector.sandbox.dispatch_v3` follows the same reading. Retries are the connector's one policy
+(connector/retry.py: connection errors, 429 and 5xx; `Retry-After` honoured).
 A 401 fetches a new token and retries that request once; a second 401 is a configuration error.
 """
 
@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import requests
-from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, stop_after_attempt
 
 from connector import jsoncodec
 from connector.errors import ConfigurationError, RemoteRejected, TransientError
+from connector.retry import send_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,6 @@ JOBS_PATH = "/v3/jobs"
 APPOINTMENTS_PATH = "/v3/appointments"
 PAGE_LIMIT = 100
 TOKEN_MARGIN_S = 60.0  # a token is renewed this long before it expires
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-MAX_RETRY_AFTER_S = 60.0
 
 
 class DispatchV3Unavailable(TransientError):
@@ -47,13 +45,6 @@ class DispatchV3Rejected(RemoteRejected):
 
 class DispatchV3AuthError(ConfigurationError):
     """The client credentials were refused, or a fresh token was refused too."""
-
-
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 class DispatchV3Client:
@@ -204,49 +195,18 @@ class DispatchV3Client:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         endpoint = f"{method} {path}"
 
-        def attempt() -> requests.Response:
-            if auth:
-                headers["Authorization"] = f"Bearer {token}"
-            try:
-                response = self.session.request(
-                    method, url, data=data, params=params, headers=headers, timeout=self.timeout
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise _Retryable(f"{type(exc).__name__} talking to {endpoint}") from None
-            if response.status_code in RETRY_STATUSES:
-                raise _Retryable(f"{endpoint} answered HTTP {response.status_code}", _retry_after(response))
-            return response
-
-        return self._with_retries(attempt, endpoint)
-
-    def _with_retries(self, attempt: Callable[[], requests.Response], endpoint: str) -> requests.Response:
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
-            before_sleep=lambda state: log.warning(
-                "Dispatch v3 %s attempt %d failed (%s); retrying",
-                endpoint,
-                state.attempt_number,
-                state.outcome.exception() if state.outcome else "?",
+        if auth:
+            headers["Authorization"] = f"Bearer {token}"
+        return send_with_retries(
+            lambda: self.session.request(
+                method, url, data=data, params=params, headers=headers, timeout=self.timeout
             ),
-            reraise=False,
+            endpoint=endpoint,
+            service="Dispatch v3",
+            max_attempts=self.max_attempts,
+            backoff_s=self.backoff_s,
+            unavailable=DispatchV3Unavailable,
         )
-        try:
-            return retrying(attempt)
-        except RetryError as exc:
-            last = exc.last_attempt.exception()
-            reason = last.reason if isinstance(last, _Retryable) else repr(last)
-            raise DispatchV3Unavailable(
-                f"Dispatch v3 {endpoint} still failing after {self.max_attempts} attempts: {reason}"
-            ) from None
-
-    def _wait(self, state: RetryCallState) -> float:
-        """Exponential backoff, or the server's `Retry-After` when it gave one (capped at a minute)."""
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return min(exc.retry_after, MAX_RETRY_AFTER_S)
-        return float(min(self.backoff_s * 2 ** (state.attempt_number - 1), self.backoff_s * 16))
 
     def _rejection(self, response: requests.Response, path: str) -> DispatchV3Rejected:
         data = _json(response)
@@ -260,14 +220,6 @@ class DispatchV3Client:
             status=response.status_code,
             errors=errors,
         )
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _json(response: requests.Response) -> Any:
