@@ -39,6 +39,7 @@ class RecordResult:
     error: str | None = None
     retriable: bool = False
     problems: tuple[str, ...] = ()
+    details: Mapping[str, Any] | None = None  # what else the answer said (ids it created), for support
 
 
 @dataclass(frozen=True)

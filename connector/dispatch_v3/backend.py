@@ -42,6 +42,7 @@ from connector.ports import (
 
 RECORD_TYPES = ("work_order",)
 PATCHABLE = ("status", "title", "description")
+CREATED_IDS = ("job_id", "service_provider_id", "primary_contact_id", "appointment_id")
 
 
 class DispatchV3Settings(BaseModel):
@@ -120,6 +121,7 @@ class WorkOrderDestination:
     def _send_one(
         self, message_id: str, external_id: str, document: dict[str, Any]
     ) -> RecordResult | DispatchV3Unavailable:
+        answer: dict[str, Any] | None = None
         try:
             job_id = self.known_jobs.get(external_id)
             if job_id is None:
@@ -133,7 +135,10 @@ class WorkOrderDestination:
             return exc
         except DispatchV3Rejected as exc:
             return self._refused(message_id, external_id, str(exc))
-        return RecordResult(message_id, "work_order", external_id, ok=True, remote_id=str(job_id))
+        created = {k: answer.get(k) for k in CREATED_IDS} if answer is not None else None
+        return RecordResult(
+            message_id, "work_order", external_id, ok=True, remote_id=str(job_id), details=created
+        )
 
     def _refused(self, message_id: str, external_id: str, error: str) -> RecordResult:
         return RecordResult(message_id, "work_order", external_id, ok=False, error=error)

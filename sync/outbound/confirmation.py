@@ -162,6 +162,18 @@ def _apply_ack(session: Session, mapping: MappingConfig, ack: RecordResult, *, s
     for tracked in confirmed:
         if ack.remote_id is not None:
             tracked.remote_id = ack.remote_id
+        if ack.details:  # the ids a create made (job, provider, contact, appointment): on the timeline
+            created = ", ".join(f"{key} {value}" for key, value in ack.details.items() if value is not None)
+            write_log(
+                session,
+                f"{model} {external_id} created: {created}",
+                direction="out",
+                entity=model,
+                crm_record_id=tracked.crm_id,
+                external_id=external_id,
+                msg_id=msg_id,
+                details=dict(ack.details),
+            )
     confirm_records(session, mapping, confirmed, source=source)
     for message_id in {item.message_id for item in items}:
         _close_batch_if_done(session, message_id)

@@ -134,6 +134,10 @@ def test_a_work_order_goes_to_v3_and_its_job_id_comes_back(world: World) -> None
     with Session(world.ctx.engine) as session:
         tracked = session.exec(select(TrackedRecord).where(TrackedRecord.crm_id == v3_wo)).one()
     assert (tracked.system, tracked.remote_id) == ("dispatch_v3", str(job["id"]))
+    created = world.log("info")
+    assert any(
+        m.startswith(f"work_order {v3_wo} created: job_id {job['id']}, service_provider_id") for m in created
+    )
 
 
 def test_the_document_carries_contacts_methods_and_provider(world: World) -> None:
