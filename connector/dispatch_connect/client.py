@@ -37,7 +37,6 @@ HEADER_MESSAGE_ID = "MessageId"
 HEADER_RECORD_TYPE = "RecordType"
 
 
-
 class DispatchUnavailable(TransientError):
     """Dispatch kept failing (5xx, 429 or a broken connection) after every retry."""
 
