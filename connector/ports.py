@@ -93,7 +93,9 @@ class Delivery:
 
     `id` is unique across the store: Dispatch Connect's agent/out IDs as they are, any other channel's ids
     prefixed with its system name. `handle` is what the channel needs to settle the delivery (a receipt);
-    it is kept in memory only. `entity_key` orders one entity's deliveries in processing."""
+    it is kept in memory only. `entity_key` orders one entity's deliveries in processing. A delivery whose
+    envelope the channel cannot read still comes through, with `problem` set: it is stored as received (dead,
+    with that reason) and settled, so it never loops undelivered, and `retry --dead` reads it again later."""
 
     system: str
     id: str
@@ -101,6 +103,9 @@ class Delivery:
     payload: Any
     entity_key: str | None = None
     handle: Any = None
+    problem: str | None = (
+        None  # why the channel cannot read it: stored as dead with this reason, then settled
+    )
 
 
 @dataclass(frozen=True)

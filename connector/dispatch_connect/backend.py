@@ -7,16 +7,19 @@ Results come later, by `ack`/`err` events matched on the batch's MessageId (`ACK
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from connector import jsoncodec
 from connector.dispatch_connect.client import (
     MAX_MESSAGES_PER_POLL,
     SANDBOX_URL,
     DispatchConnectClient,
+    MalformedMessage,
     MalformedPage,
     OutboundMessage,
 )
@@ -115,16 +118,34 @@ class AgentOutChannel:
     def fetch(self, limit: int) -> FetchedPage:
         try:
             messages = self.client.poll(limit)
-        except MalformedPage as exc:  # keep the good ones; the bad ones stay un-acked and come back
-            parsed = [self._delivery(m) for m in exc.messages]
-            return FetchedPage(
-                parsed, full=len(exc.messages) + len(exc.bad) >= limit, problem=str(exc), bad=exc.bad
-            )
+        except MalformedPage as exc:  # the bad ones are stored as received too (dead, with the reason)
+            deliveries = [self._delivery(m) for m in exc.messages] + [self._unreadable(b) for b in exc.bad]
+            return FetchedPage(deliveries, full=len(deliveries) >= limit)
         return FetchedPage([self._delivery(m) for m in messages], full=len(messages) >= limit)
 
     def settle(self, delivery: Delivery) -> None:
+        if delivery.handle is None:  # no receipt to ack with: it comes back and is recognised by its id
+            return
         receipt, procedure_id = delivery.handle
         self.client.ack(receipt, procedure_id)
+
+    def _unreadable(self, entry: Any) -> Delivery:
+        """An entry without the documented envelope, kept whole: its ID and receipt when it has them (so it
+        is acked and never loops), else an id made of its content (so a redelivery is the same row)."""
+        try:
+            OutboundMessage.parse(entry)
+            reason = "not readable"
+        except MalformedMessage as exc:
+            reason = str(exc)
+        message = _object(entry.get("Message") if isinstance(entry, dict) else None)
+        request = _object(message.get("Request"))
+        ident, receipt, procedure = message.get("ID"), message.get("Receipt"), request.get("ProcedureID")
+        if not isinstance(ident, str | int):
+            digest = hashlib.sha256(jsoncodec.dumps(entry)).hexdigest()[:40]
+            ident = f"{self.system}:unreadable:{digest}"
+        settle = (receipt, str(procedure)) if isinstance(receipt, str) and procedure is not None else None
+        kind = str(request["Type"]) if isinstance(request.get("Type"), str) else "unreadable"
+        return Delivery(self.system, str(ident), kind, entry, handle=settle, problem=reason)
 
     def _delivery(self, message: OutboundMessage) -> Delivery:
         return Delivery(
@@ -135,6 +156,10 @@ class AgentOutChannel:
             entity_key=entity_key(message),
             handle=(message.receipt, message.procedure_id),
         )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 class DispatchConnectBackend:

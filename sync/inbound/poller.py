@@ -36,6 +36,7 @@ class PollReport:
     received: int = 0
     stored: int = 0
     redelivered: int = 0
+    unreadable: int = 0  # stored dead: the channel could not read them
     acked: int = 0
     store_failures: list[str] = field(default_factory=list)
     ack_failures: list[str] = field(default_factory=list)
@@ -133,6 +134,7 @@ def _store_one(
 def _count_stored(report: PollReport, message: Delivery, new: bool) -> None:
     report.stored += int(new)
     report.redelivered += int(not new)
+    report.unreadable += int(new and message.problem is not None)
     report.events.append(f"stored:{message.id}")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import or_, text
 from sqlmodel import col, select
 
+from connector.errors import MalformedDelivery
 from connector.ports import Delivery
 from sync.context import SyncContext
 from sync.inbound.events import EventContext, apply_report
@@ -102,11 +103,36 @@ def _process_ids(ctx: SyncContext, message_ids: list[str], report: ProcessReport
         try:
             if process_message(ctx, message_id):
                 report.processed += 1
+        except MalformedDelivery as exc:  # no retry can read it: dead at once, until a fix and retry --dead
+            report.failed += 1
+            report.dead += 1
+            report.errors.append(f"{message_id}: {exc}")
+            _mark_unreadable(ctx, message_id, exc)
         except Exception as exc:
             report.failed += 1
             report.errors.append(f"{message_id}: {type(exc).__name__}: {exc}")
             if _record_failure(ctx, message_id, exc):
                 report.dead += 1
+
+
+def _mark_unreadable(ctx: SyncContext, message_id: str, exc: MalformedDelivery) -> None:
+    with session_scope(ctx.engine) as session:
+        row = session.get(InboxMessage, message_id)
+        if row is None:
+            return
+        row.status, row.attempts = "dead", row.attempts + 1
+        row.claimed_by = row.claimed_until = None
+        row.last_error = f"unreadable: {exc}"[:4000]
+        session.add(row)
+        write_log(
+            session,
+            f"message {message_id} ({row.type}) cannot be read: {exc}; it is dead. Fix the sender or the "
+            "translation, then `dispatch-connector retry --dead`",
+            level="error",
+            direction="in",
+            entity=row.type,
+            msg_id=message_id,
+        )
 
 
 def process_message(ctx: SyncContext, message_id: str) -> bool:

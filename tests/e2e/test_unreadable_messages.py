@@ -1,0 +1,68 @@
+"""No message is unreadable forever: whatever its envelope, an `agent/out` message is stored as received and
+acked; one that cannot be read is dead with its reason, logged once, and read again by `retry --dead`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from sync.inbound.poller import drain_pull_channels
+from sync.inbound.processor import process_inbox, retry_dead
+from sync.store.models import InboxMessage, SyncLog
+from tests.e2e.conftest import Harness
+
+# The playbook's inbox message: a Payload with Data, no Actions (the envelope the engine could not read).
+INBOX_MESSAGE = {"Data": {"id": 41, "message": "Gate code is 1234", "customer": {"external_id": "C-1"}}}
+
+
+def _rows(harness: Harness) -> dict[str, InboxMessage]:
+    with Session(harness.ctx.engine) as session:
+        return {row.message_id: row for row in session.exec(select(InboxMessage)).all()}
+
+
+def _errors(harness: Harness) -> list[str]:
+    with Session(harness.ctx.engine) as session:
+        return [r.message for r in session.exec(select(SyncLog).where(SyncLog.level == "error")).all()]
+
+
+def _queue_bad(harness: Harness, payload: dict[str, Any], msg_type: str = "inbox_message") -> str:
+    return harness.dispatch.queue.put(msg_type, payload)
+
+
+def test_a_malformed_message_in_a_full_page_is_stored_dead_acked_and_the_drain_goes_on(
+    harness: Harness,
+) -> None:
+    good = [harness.dispatch.emit("calendar_event", {"external_id": f"E-{n}"}) for n in range(9)]
+    bad = _queue_bad(harness, INBOX_MESSAGE)
+    later = [harness.dispatch.emit("calendar_event", {"external_id": f"L-{n}"}) for n in range(3)]
+    report = drain_pull_channels(harness.ctx)
+    assert report.received == 13 and report.stored == 13 and report.unreadable == 1 and report.acked == 13
+    assert report.polls == 2  # the first page was full (10 received): the drain did not stop at the bad one
+    rows = _rows(harness)
+    assert set(good + later + [bad]) <= set(rows)
+    assert rows[bad].status == "dead" and rows[bad].last_error.startswith("unreadable: ")
+    assert rows[bad].payload["Message"]["Request"]["Payload"] == INBOX_MESSAGE  # kept as received
+    assert harness.dispatch.queue_depth() == 0  # acked: it will not loop
+    assert sum(bad in m for m in _errors(harness)) == 1
+
+
+def test_a_redelivered_unreadable_message_is_counted_not_logged_again(harness: Harness) -> None:
+    bad = _queue_bad(harness, {"Nothing": True})
+    harness.dispatch.set_queue_faults(duplicate_rate=1.0)
+    drain_pull_channels(harness.ctx)
+    harness.dispatch.set_queue_faults(clear=True)
+    assert _rows(harness)[bad].deliveries >= 2
+    assert sum(bad in m for m in _errors(harness)) == 1
+
+
+def test_processing_skips_it_and_retry_dead_reads_it_again(harness: Harness) -> None:
+    bad = _queue_bad(harness, INBOX_MESSAGE)
+    drain_pull_channels(harness.ctx)
+    report = process_inbox(harness.ctx)
+    assert report.processed == 0 and _rows(harness)[bad].status == "dead"
+    assert retry_dead(harness.ctx) == 1
+    report = process_inbox(harness.ctx)  # still unreadable by this version: dead at once, not retried 3 times
+    row = _rows(harness)[bad]
+    assert (report.dead, row.status, row.attempts) == (1, "dead", 1)
+    assert "has no 'Actions'" in row.last_error
