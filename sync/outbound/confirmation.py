@@ -19,9 +19,18 @@ from sqlmodel import Session, col, select
 
 from connector.mapping import MappingConfig
 from connector.ports import RecordResult
+from statemachines import EntityState, StateMachineError, request_change
+from sync.outbound.tracked import STATUS_KEY
 from sync.store.db import IN_CLAUSE_CHUNK, chunked
 from sync.store.dbtypes import utcnow
-from sync.store.models import OUTBOX_BATCHES, OUTBOX_ITEMS, TRACKED_RECORDS, OutboxItem, TrackedRecord
+from sync.store.models import (
+    OUTBOX_BATCHES,
+    OUTBOX_ITEMS,
+    TRACKED_RECORDS,
+    EntityStateRow,
+    OutboxItem,
+    TrackedRecord,
+)
 from sync.store.synclog import write_log
 from sync.writeback.queue import enqueue_update, enqueue_updates
 
@@ -175,9 +184,56 @@ def _apply_ack(session: Session, mapping: MappingConfig, ack: RecordResult, *, s
                 details=dict(ack.details),
             )
     confirm_records(session, mapping, confirmed, source=source)
+    for tracked in confirmed:
+        _follow_confirmed_request(session, tracked, msg_id)
     for message_id in {item.message_id for item in items}:
         _close_batch_if_done(session, message_id)
     return True
+
+
+def _follow_confirmed_request(session: Session, tracked: TrackedRecord, msg_id: str | None) -> None:
+    """The job state follows a status the CRM asked for once the back end confirmed it (a cancel sent when
+    the flag was cleared, a completion): `status` and the dashboard show it before any field event does.
+    Only through an allowed transition (the strict policy): a field that has moved on keeps its word."""
+    requested = (tracked.snapshot or {}).get(STATUS_KEY)
+    if not requested or not tracked.external_id:
+        return
+    row = session.exec(
+        select(EntityStateRow).where(
+            col(EntityStateRow.system) == tracked.system,
+            col(EntityStateRow.kind) == "job",
+            col(EntityStateRow.external_id) == tracked.external_id,
+        )
+    ).first()
+    if row is None or row.state in (None, requested):
+        return  # nothing applied yet (a first publish creates the job as asked), or already there
+    state = EntityState(row.state, row.status_message, _milestones(row), row.updated_at)
+    try:
+        request_change("job", state, requested, at=utcnow())
+    except StateMachineError:
+        return
+    before, row.state = row.state, state.state
+    row.milestones = {name: stamp.isoformat() for name, stamp in state.milestones.items()}
+    session.add(row)
+    write_log(
+        session,
+        f"job {row.external_id}: {before} -> {row.state} (asked by the CRM, confirmed)",
+        direction="out",
+        entity="job",
+        crm_record_id=tracked.crm_id,
+        external_id=row.external_id,
+        msg_id=msg_id,
+    )
+
+
+def _milestones(row: EntityStateRow) -> dict[str, datetime]:
+    stamps = {}
+    for name, value in (row.milestones or {}).items():
+        try:
+            stamps[name] = datetime.fromisoformat(str(value))
+        except ValueError:
+            continue
+    return stamps
 
 
 def _primary_tracked(session: Session, items: list[OutboxItem]) -> list[TrackedRecord]:

@@ -31,7 +31,15 @@ from statemachines import EntityState, StateMachineError, allowed_targets, reque
 from sync.context import SyncContext
 from sync.outbound.confirmation import report_error
 from sync.outbound.outbox import PublishReport, batches, send_pending, write_outbox
-from sync.outbound.tracked import Tracked, load_hashes, load_job_states, load_tracked, write_tracked
+from sync.outbound.tracked import (
+    ORG_KEY,
+    STATUS_KEY,
+    Tracked,
+    load_hashes,
+    load_job_states,
+    load_tracked,
+    write_tracked,
+)
 from sync.store.db import chunked
 from sync.store.dbtypes import utcnow
 from sync.store.locks import single_instance
@@ -44,7 +52,6 @@ from sync.writeback.queue import enqueue_update
 ROWS_PER_COMMIT = 5000
 ROWS_PER_DECISION = 500  # rows whose tracked state is loaded in one query
 BACKFILL_ROWS_PER_COMMIT = 2000
-STATUS_KEY, ORG_KEY = "_requested_status", "_organization"
 
 
 @dataclass

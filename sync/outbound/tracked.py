@@ -20,6 +20,8 @@ from sync.store.db import chunked
 from sync.store.models import ENTITY_STATES, TRACKED_RECORDS
 
 ROWS_PER_COMMIT = 5000
+# Snapshot keys beside the relevant fields: the status the CRM last asked for and the provider it assigned.
+STATUS_KEY, ORG_KEY = "_requested_status", "_organization"
 
 
 @dataclass(slots=True)
