@@ -66,6 +66,7 @@ def translate_action(system: str, put_type: str, raw: Mapping[str, Any]) -> Iter
                 f"unknown event type {put_type!r}: kept in the inbox, no CRM effect",
                 level="warning",
                 entity=put_type,
+                external_id=_text(data.get("external_id")) or _parent_job(data),
                 details=data,
             )
         ]

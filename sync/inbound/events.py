@@ -61,12 +61,16 @@ def _entity_name(report: RecordResult | Notice) -> str | None:
 
 
 def _notice(ctx: EventContext, notice: Notice) -> None:
+    """One row; with the CRM record it concerns when its external id leads to one, so `log --record` finds
+    an auto-assign failure or an unknown event type by the work order."""
+    link = crm_link(ctx, notice.external_id)
     write_log(
         ctx.session,
         notice.message,
         level=notice.level,
         direction="in",
         entity=notice.entity,
+        crm_record_id=link[1] if link else None,
         external_id=notice.external_id,
         msg_id=notice.message_id or ctx.msg_id,
         details=dict(notice.details) if notice.details is not None else None,

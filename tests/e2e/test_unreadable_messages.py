@@ -66,3 +66,18 @@ def test_processing_skips_it_and_retry_dead_reads_it_again(harness: Harness) -> 
     row = _rows(harness)[bad]
     assert (report.dead, row.status, row.attempts) == (1, "dead", 1)
     assert "has no 'Actions'" in row.last_error
+
+
+def test_auto_assign_failures_and_unknown_types_carry_the_crm_record(harness: Harness) -> None:
+    """Issue 16 item 6: `log --record <work order>` finds them."""
+    wo = harness.work_order()
+    harness.publish()
+    harness.round_trip()
+    harness.dispatch.auto_assign_technician_failed(wo)
+    harness.dispatch.emit("spaceship", {"external_id": wo, "warp": 9})
+    harness.round_trip()
+    with Session(harness.ctx.engine) as session:
+        rows = session.exec(select(SyncLog).where(SyncLog.level == "warning")).all()
+    by_entity = {row.entity: row for row in rows}
+    assert by_entity["auto_assign_technician"].crm_record_id == wo
+    assert by_entity["spaceship"].crm_record_id == wo and by_entity["spaceship"].external_id == wo
