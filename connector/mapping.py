@@ -34,6 +34,9 @@ from connector.mapping_writes import (
     InboundJobSpec as InboundJobSpec,
 )
 from connector.mapping_writes import (
+    InboxMessagesSpec as InboxMessagesSpec,
+)
+from connector.mapping_writes import (
     LogObjectSpec as LogObjectSpec,
 )
 from connector.mapping_writes import (
@@ -308,6 +311,7 @@ class Mapping_(StrictModel):
     version: Literal[1] = 1
     objects: dict[str, ObjectSpec]
     log_object: LogObjectSpec | None = None
+    inbox_messages: InboxMessagesSpec | None = None
 
 
 class MappingConfig:

@@ -81,3 +81,18 @@ class LogObjectSpec(StrictModel):
     fields: dict[
         str, Literal["message", "crm_record_id", "external_id", "entity", "direction", "msg_id", "level"]
     ]
+
+
+class InboxMessagesSpec(StrictModel):
+    """Messages from Dispatch's inbox as CRM records (default: a Task on the customer's Contact and on the
+    open work order of that customer and provider). `fields`: CRM field -> message attribute (`sender`,
+    `message_content`, `subject`, `external_customer_id`, `external_organization_id`)."""
+
+    object: str
+    fields: dict[str, str] = Field(default_factory=dict)
+    constants: dict[str, Any] = Field(default_factory=dict)
+    record_field: str | None = None  # the lookup to the work order (Task.WhatId)
+    contact_field: str | None = None  # the lookup to the contact (Task.WhoId)
+    record_contact_field: str | None = (
+        None  # the work order's field holding its contact (WorkOrder.ContactId)
+    )

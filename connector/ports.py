@@ -68,6 +68,9 @@ class ReportedEvent:
     window_end: datetime | None = None
     attributes: Mapping[str, Any] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    # External ids of records the engine sent that the event concerns, when it names no job (an inbox
+    # message names a customer and a provider): the engine finds the CRM records that sent all of them.
+    about: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

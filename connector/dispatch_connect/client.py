@@ -130,8 +130,12 @@ class OutboundMessage:
             message = _require(raw, "Message", "entry", dict)
             request = _require(message, "Request", "Message", dict)
             payload = _require(request, "Payload", "Message.Request", dict)
-            actions = _parse_actions(payload)
-            msg_type = request.get("Type")
+            msg_type, data = request.get("Type"), payload.get("Data")
+            if "Actions" not in payload and isinstance(data, dict) and isinstance(msg_type, str):
+                # an inbox message: `{"Type": "inbox_message", "Payload": {"Data": {...}}}`, one action
+                actions: tuple[Action, ...] = (Action("", msg_type, data),)
+            else:
+                actions = _parse_actions(payload)
             if msg_type is None and actions:
                 msg_type = actions[0].put_type
             if not isinstance(msg_type, str):

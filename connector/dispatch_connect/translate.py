@@ -201,6 +201,23 @@ def _err(system: str, data: dict[str, Any]) -> Iterator[Report]:
     )
 
 
+def _inbox_message(system: str, data: dict[str, Any]) -> Iterator[Report]:
+    """A message the customer or the provider wrote in Dispatch's inbox (the playbook's Inbox Messages)."""
+    about = (_text(data.get("external_customer_id")), _text(data.get("external_organization_id")))
+    yield ReportedEvent(
+        system,
+        "message",
+        reason=_text(data.get("message_content")),
+        about=tuple(x for x in about if x),
+        attributes={
+            "sender": _text(data.get("sender")),
+            "external_customer_id": _text(data.get("external_customer_id")),
+            "external_organization_id": _text(data.get("external_organization_id")),
+            "message_content": _text(data.get("message_content")),
+        },
+    )
+
+
 def _kept(kind: str) -> Callable[[str, dict[str, Any]], Iterator[Report]]:
     """Event types with no CRM effect by default (calendar events, custom forms): kept and logged."""
 
@@ -227,6 +244,7 @@ TRANSLATORS: dict[str, Callable[[str, dict[str, Any]], Iterator[Report]]] = {
     "payment": _payment,
     "ack": _ack,
     "err": _err,
+    "inbox_message": _inbox_message,
     "calendar_event": _kept("calendar_event"),
     "customform": _kept("customform"),
 }

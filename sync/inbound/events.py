@@ -11,15 +11,16 @@ delivery's effects in one transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
-from connector.mapping import MappingConfig, ObjectSpec
+from connector.mapping import ObjectSpec
 from connector.ports import Notice, RecordResult, Report, ReportedEvent
 from statemachines import ApplyResult, EntityState, apply_reported, follow_ups
+from sync.inbound.event_context import EventContext
+from sync.inbound.messages import on_message
 from sync.outbound.confirmation import apply_result
 from sync.store.dbtypes import utcnow
 from sync.store.models import EntityStateRow, TrackedRecord
@@ -27,15 +28,6 @@ from sync.store.synclog import one_loud_row, write_log
 from sync.writeback.queue import enqueue_create, enqueue_update
 
 CrmLink = tuple[str, str, ObjectSpec]
-
-
-@dataclass
-class EventContext:
-    session: Session
-    mapping: MappingConfig
-    msg_id: str
-    system: str
-    label: str  # the back end's name in messages people read
 
 
 def apply_report(ctx: EventContext, report: Report) -> None:
@@ -442,6 +434,7 @@ def _no_link(ctx: EventContext, kind: str, external_id: str | None, job_external
 
 
 HANDLERS: dict[str, Callable[[EventContext, ReportedEvent], None]] = {
+    "message": on_message,
     "job": on_job,
     "appointment": on_appointment,
     "offer": on_offer,

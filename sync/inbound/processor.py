@@ -22,7 +22,8 @@ from sqlmodel import col, select
 from connector.errors import MalformedDelivery
 from connector.ports import Delivery
 from sync.context import SyncContext
-from sync.inbound.events import EventContext, apply_report
+from sync.inbound.event_context import EventContext
+from sync.inbound.events import apply_report
 from sync.store.db import session_scope
 from sync.store.dbtypes import utcnow
 from sync.store.locks import HOLDER

@@ -12,8 +12,8 @@ from sync.inbound.processor import process_inbox, retry_dead
 from sync.store.models import InboxMessage, SyncLog
 from tests.e2e.conftest import Harness
 
-# The playbook's inbox message: a Payload with Data, no Actions (the envelope the engine could not read).
-INBOX_MESSAGE = {"Data": {"id": 41, "message": "Gate code is 1234", "customer": {"external_id": "C-1"}}}
+# A Payload with neither Actions nor Data: an envelope nobody documents.
+UNREADABLE = {"Items": [{"id": 41, "message": "Gate code is 1234"}]}
 
 
 def _rows(harness: Harness) -> dict[str, InboxMessage]:
@@ -26,7 +26,7 @@ def _errors(harness: Harness) -> list[str]:
         return [r.message for r in session.exec(select(SyncLog).where(SyncLog.level == "error")).all()]
 
 
-def _queue_bad(harness: Harness, payload: dict[str, Any], msg_type: str = "inbox_message") -> str:
+def _queue_bad(harness: Harness, payload: dict[str, Any], msg_type: str = "mystery") -> str:
     return harness.dispatch.queue.put(msg_type, payload)
 
 
@@ -34,7 +34,7 @@ def test_a_malformed_message_in_a_full_page_is_stored_dead_acked_and_the_drain_g
     harness: Harness,
 ) -> None:
     good = [harness.dispatch.emit("calendar_event", {"external_id": f"E-{n}"}) for n in range(9)]
-    bad = _queue_bad(harness, INBOX_MESSAGE)
+    bad = _queue_bad(harness, UNREADABLE)
     later = [harness.dispatch.emit("calendar_event", {"external_id": f"L-{n}"}) for n in range(3)]
     report = drain_pull_channels(harness.ctx)
     assert report.received == 13 and report.stored == 13 and report.unreadable == 1 and report.acked == 13
@@ -42,7 +42,7 @@ def test_a_malformed_message_in_a_full_page_is_stored_dead_acked_and_the_drain_g
     rows = _rows(harness)
     assert set(good + later + [bad]) <= set(rows)
     assert rows[bad].status == "dead" and rows[bad].last_error.startswith("unreadable: ")
-    assert rows[bad].payload["Message"]["Request"]["Payload"] == INBOX_MESSAGE  # kept as received
+    assert rows[bad].payload["Message"]["Request"]["Payload"] == UNREADABLE  # kept as received
     assert harness.dispatch.queue_depth() == 0  # acked: it will not loop
     assert sum(bad in m for m in _errors(harness)) == 1
 
@@ -57,7 +57,7 @@ def test_a_redelivered_unreadable_message_is_counted_not_logged_again(harness: H
 
 
 def test_processing_skips_it_and_retry_dead_reads_it_again(harness: Harness) -> None:
-    bad = _queue_bad(harness, INBOX_MESSAGE)
+    bad = _queue_bad(harness, UNREADABLE)
     drain_pull_channels(harness.ctx)
     report = process_inbox(harness.ctx)
     assert report.processed == 0 and _rows(harness)[bad].status == "dead"
