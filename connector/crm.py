@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import requests
 from simple_salesforce.api import Salesforce
@@ -210,6 +210,7 @@ class SalesforceGateway:
         self._secrets = tuple(s for s in secrets if s)
         self.retries = 0
         self._retry_lock = threading.Lock()
+        self._described: dict[str, dict[str, Any]] = {}  # describe answers by object name, lower case
         self.sf: Salesforce = self._call("login", lambda: build(self._http))
 
     @property
@@ -251,6 +252,17 @@ class SalesforceGateway:
     def get(self, object_name: str, record_id: str) -> dict[str, Any]:
         sobject = getattr(self.sf, object_name)
         return dict(self._call(f"get {object_name}", lambda: sobject.get(record_id)))
+
+    def describe(self, object_name: str) -> dict[str, Any]:
+        """The object's describe (its fields with type, length, createable, updateable, referenceTo,
+        relationshipName), asked once per gateway: a schema changes with a deployment, not within a run.
+        An object the org does not have raises CrmNotFound."""
+        key = object_name.lower()
+        if key not in self._described:
+            path = f"sobjects/{quote(object_name, safe='')}/describe"
+            answer = self._call(f"describe {object_name}", lambda: self.sf.restful(path))
+            self._described[key] = dict(answer or {})
+        return self._described[key]
 
     def limits(self) -> dict[str, Any]:
         return dict(self._call("limits", lambda: self.sf.restful("limits")) or {})

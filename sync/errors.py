@@ -50,3 +50,10 @@ class NeedsAttention(SyncError):
     """The command did what it could, but its answer needs a person (e.g. the record id is not known)."""
 
     exit_code = EXIT_ATTENTION
+
+
+class MappingMismatch(SyncError):
+    """The mapping names fields the org lacks, cannot write, or types the written values do not fit
+    (sync.service.mapping_check); the message lists every problem, one per line."""
+
+    exit_code = EXIT_USAGE

@@ -28,6 +28,7 @@ from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox
 from sync.outbound.publisher import publish_changes
 from sync.service.health import JobHealth
+from sync.service.mapping_check import require_mapping_ok
 from sync.service.metrics import Metrics
 from sync.store.db import session_scope
 from sync.store.locks import LockHeld
@@ -171,12 +172,21 @@ class Daemon:
         except Exception:  # the store itself is down: the log line above is all we can do
             pass
 
+    def check_mapping(self) -> None:
+        """Refuse to start when the mapping does not match the org: a role that publishes or processes reads
+        and writes CRM fields by it. Raises MappingMismatch (exit code 2) naming object, field and key; asked
+        once per context (sync.service.mapping_check), so later calls cost nothing."""
+        if {"publish", "process"} & set(ROLES[self.role]):
+            require_mapping_ok(self.ctx)
+
     def run_once(self) -> None:
         """Each job of the role once, in pipeline order (for `run --once`, tests and the demo)."""
+        self.check_mapping()
         for name in ROLES[self.role]:
             self.run_job(name)
 
     def start(self) -> None:
+        self.check_mapping()  # before anything is scheduled: a bad mapping stops the daemon here
         now = datetime.now(UTC)
         for name in ROLES[self.role]:
             interval = self.interval(name)

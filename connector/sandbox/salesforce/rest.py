@@ -288,18 +288,8 @@ class SalesforceRestApp:
         odef = self.store.require_object(rest[1])
         body = self._describe_summary(odef)
         if len(rest) == 3:
-            body["fields"] = [
-                {
-                    "name": f.name,
-                    "type": f.type,
-                    "externalId": f.external_id,
-                    "updateable": f.updateable,
-                    "nillable": f.name != "Id",
-                    "referenceTo": [f.reference_to] if f.reference_to else [],
-                    "relationshipName": f.relationship_name,
-                }
-                for f in odef.fields.values()
-            ]
+            body["fields"] = [f.describe() for f in odef.fields.values()]
+            body["urls"] = {"describe": f"/services/data/v{version}/sobjects/{odef.name}/describe"}
         return json_response(body)
 
     @staticmethod

@@ -35,6 +35,29 @@ NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
 TEXT_TYPES = frozenset({"id", "string", "textarea", "picklist", "email", "phone", "url", "reference"})
 AUDIT_FIELDS = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
 READ_ONLY = frozenset({"Id", "IsDeleted", *AUDIT_FIELDS})
+# Describe's `length` when a field declares none: Salesforce's defaults (Text 255, Long Text Area 32768,
+# Email 80, Phone 40, Ids 18); 0 for the types that have no length.
+DEFAULT_LENGTHS = {
+    "id": 18,
+    "reference": 18,
+    "string": 255,
+    "textarea": 32768,
+    "picklist": 255,
+    "email": 80,
+    "phone": 40,
+    "url": 255,
+}
+SOAP_TYPES = {
+    "id": "tns:ID",
+    "reference": "tns:ID",
+    "boolean": "xsd:boolean",
+    "int": "xsd:int",
+    "double": "xsd:double",
+    "currency": "xsd:double",
+    "percent": "xsd:double",
+    "date": "xsd:date",
+    "datetime": "xsd:dateTime",
+}
 _ID_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 STANDARD_PREFIXES = {"Account": "001", "Contact": "003", "User": "005", "Case": "500", "WorkOrder": "0WO"}
@@ -52,12 +75,57 @@ class FieldDef:
     relationship_name: str | None = None
     external_id: bool = False
     updateable: bool = True
+    # None: the type's default length (DEFAULT_LENGTHS); createable None: as updateable (an Id or an audit
+    # field is neither; a master-detail parent is createable only).
+    length: int | None = None
+    createable: bool | None = None
 
     def __post_init__(self) -> None:
         if self.type not in FIELD_TYPES:
             raise ValueError(f"unknown field type {self.type!r} for {self.name}")
         if self.type == "reference" and self.relationship_name is None:
             self.relationship_name = relationship_name_for(self.name)
+        if self.length is None:
+            self.length = DEFAULT_LENGTHS.get(self.type, 0)
+        if self.createable is None:
+            self.createable = self.updateable
+
+    @property
+    def nillable(self) -> bool:
+        """Salesforce: a checkbox is never null, nor are Id and the audit fields."""
+        return self.type != "boolean" and self.name not in READ_ONLY
+
+    def describe(self) -> dict[str, Any]:
+        """The field as `sobjects/<name>/describe` lists it (the keys clients read, Salesforce's spelling)."""
+        length = self.length or 0
+        custom = self.name.endswith("__c")
+        return {
+            "name": self.name,
+            "label": (self.name[:-3] if custom else self.name).replace("_", " "),
+            "type": self.type,
+            "soapType": SOAP_TYPES.get(self.type, "xsd:string"),
+            "length": length,
+            "byteLength": length * 3,
+            "precision": 18 if self.type in {"double", "currency", "percent"} else 0,
+            "scale": 2 if self.type in {"double", "currency", "percent"} else 0,
+            "digits": 9 if self.type == "int" else 0,
+            "custom": custom,
+            "calculated": False,
+            "autoNumber": False,
+            "createable": bool(self.createable),
+            "updateable": self.updateable,
+            "nillable": self.nillable,
+            "defaultedOnCreate": self.type == "boolean" or self.name in READ_ONLY,
+            "externalId": self.external_id,
+            "idLookup": self.external_id or self.name == "Id",
+            "unique": False,
+            "filterable": self.type != "textarea",
+            "sortable": self.type != "textarea",
+            "nameField": self.name == "Name",
+            "referenceTo": [self.reference_to] if self.reference_to else [],
+            "relationshipName": self.relationship_name,
+            "picklistValues": [],
+        }
 
 
 @dataclass
