@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.mapping import MappingConfig, ObjectSpec
-from connector.mapping_writes import LogObjectSpec, NotesSpec
+from connector.mapping_writes import InboxMessagesSpec, LogObjectSpec, NotesSpec
 
 __all__ = ["Describe", "Problem", "check_mapping"]
 
@@ -198,6 +198,8 @@ class _Checker:
             self.check_object(obj, spec, f"objects.{name}")
         if self.mapping.spec.log_object is not None:
             self.check_log(self.mapping.spec.log_object)
+        if self.mapping.spec.inbox_messages is not None:
+            self.check_inbox(self.mapping.spec.inbox_messages)
         return self.problems
 
     def check_object(self, obj: _Object, spec: ObjectSpec, at: str) -> None:
@@ -279,15 +281,7 @@ class _Checker:
             self.add(obj.name, None, at, f"the integration user cannot create {obj.name} records")
         for name in spec.inbound_jobs.fields:
             self.writable(obj, name, f"{at}.fields.{name}", create=True)
-        for name, value in spec.inbound_jobs.constants.items():
-            field = self.writable(obj, name, f"{at}.constants.{name}", create=True)
-            if field is not None and not _fits(value, str(field.get("type"))):
-                self.add(
-                    obj.name,
-                    name,
-                    f"{at}.constants.{name}",
-                    f"the constant {value!r} does not fit a field of type {field.get('type')}",
-                )
+        self.constants(obj, spec.inbound_jobs.constants, f"{at}.constants")
         given = {n.lower() for n in (*spec.inbound_jobs.fields, *spec.inbound_jobs.constants)}
         status = spec.write_back.status
         if status:
@@ -302,6 +296,17 @@ class _Checker:
                 )
         self.required_on_create(obj, given, f"{at}.fields")
 
+    def constants(self, obj: _Object, constants: Mapping[str, Any], at: str) -> None:
+        for name, value in constants.items():
+            field = self.writable(obj, name, f"{at}.{name}", create=True)
+            if field is not None and not _fits(value, str(field.get("type"))):
+                self.add(
+                    obj.name,
+                    name,
+                    f"{at}.{name}",
+                    f"the constant {value!r} does not fit a field of type {field.get('type')}",
+                )
+
     def check_log(self, log: LogObjectSpec) -> None:
         obj = self.obj(log.object)
         if obj is None:
@@ -314,6 +319,29 @@ class _Checker:
         for name in log.fields:
             self.writable(obj, name, f"log_object.fields.{name}", create=True, types=(TEXT, "text"))
         self.required_on_create(obj, {n.lower() for n in log.fields}, "log_object.fields")
+
+    def check_inbox(self, inbox: InboxMessagesSpec) -> None:
+        at = "inbox_messages"
+        obj = self.obj(inbox.object)
+        if obj is None:
+            self.add(inbox.object, None, f"{at}.object", f"the org has no object {inbox.object!r}")
+            return
+        if not obj.createable:
+            self.add(obj.name, None, f"{at}.object", f"the integration user cannot create {obj.name} records")
+        for name in inbox.fields:  # every message attribute is text
+            self.writable(obj, name, f"{at}.fields.{name}", create=True, types=(TEXT, "text"))
+        self.constants(obj, inbox.constants, f"{at}.constants")
+        links = [
+            (key, name)
+            for key, name in (("record_field", inbox.record_field), ("contact_field", inbox.contact_field))
+            if name
+        ]
+        for key, name in links:
+            self.writable(
+                obj, name, f"{at}.{key}", create=True, types=(frozenset({"reference"}), "a record id")
+            )
+        given = {n.lower() for n in (*inbox.fields, *inbox.constants, *(name for _, name in links))}
+        self.required_on_create(obj, given, f"{at}.fields")
 
 
 def _fits(value: Any, kind: str) -> bool:

@@ -19,13 +19,32 @@ from connector.sandbox.salesforce.store import SalesforceStore, load_fixture
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "connector" / "sandbox" / "fixtures" / "field_service_org.yaml"
 V3_MAPPING = ROOT / "connector" / "mappings" / "salesforce_dispatch_v3.yaml"
+TASK_FIELDS = {
+    "Subject": "string",
+    "Description": "textarea",
+    "Status": "picklist",
+    "WhatId": {"type": "reference", "to": "WorkOrder", "relationship_name": "What"},
+    "WhoId": {"type": "reference", "to": "Contact", "relationship_name": "Who"},
+}
+INBOX = {
+    "object": "Task",
+    "fields": {"Subject": "subject", "Description": "message_content"},
+    "constants": {"Status": "Completed"},
+    "record_field": "WhatId",
+    "contact_field": "WhoId",
+    "record_contact_field": "ContactId",
+}
 
 
-def org(patches: Mapping[str, Mapping[str, Any]] | None = None) -> Callable[[str], dict[str, Any] | None]:
+def org(
+    patches: Mapping[str, Mapping[str, Any]] | None = None, *, task: bool = False
+) -> Callable[[str], dict[str, Any] | None]:
     """A describe over the fixture org, as the emulator answers it; `patches` override one field's
-    describe keys, by "Object.Field"."""
+    describe keys, by "Object.Field"; `task` adds a Task object (WhatId, WhoId) for inbox messages."""
     store = SalesforceStore()
     load_fixture(store, FIXTURE)
+    if task:
+        store.define_object("Task", TASK_FIELDS)
     patches = patches or {}
 
     def describe(name: str) -> dict[str, Any] | None:
@@ -382,3 +401,27 @@ def test_each_object_is_described_once() -> None:
 
     check_mapping(mapping(), counting)
     assert sorted(asked) == sorted({"WorkOrder", "Contact", "Account", "Dispatch_Note__c", "Dispatch_Log__c"})
+
+
+def _inbox(raw: dict[str, Any]) -> None:
+    raw["inbox_messages"] = copy.deepcopy(INBOX)
+
+
+def test_inbox_messages_as_tasks_match_an_org_with_tasks() -> None:
+    assert check_mapping(mapping(_inbox), org(task=True)) == []
+
+
+def test_inbox_messages_into_an_object_the_org_lacks() -> None:
+    assert check_mapping(mapping(_inbox), org()) == [
+        Problem("Task", None, "inbox_messages.object", "the org has no object 'Task'")
+    ]
+
+
+def test_an_inbox_message_record_field_must_be_a_lookup() -> None:
+    [problem] = check_mapping(mapping(_inbox), org({"Task.WhatId": {"type": "string"}}, task=True))
+    assert (problem.object, problem.field, problem.key) == ("Task", "WhatId", "inbox_messages.record_field")
+
+
+def test_an_inbox_message_field_that_cannot_be_created() -> None:
+    [problem] = check_mapping(mapping(_inbox), org({"Task.Description": {"createable": False}}, task=True))
+    assert problem.key == "inbox_messages.fields.Description"
