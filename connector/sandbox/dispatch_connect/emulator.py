@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from connector.sandbox.dispatch_connect import events as ev
@@ -197,11 +197,21 @@ def serve(
     *,
     public_key: str,
     secret_hex: str,
+    notes: Iterable[str] = (),
     **kwargs: Any,
 ) -> None:
-    """Run the emulator in the foreground until interrupted (for `dispatch-connector sandbox dispatch`)."""
+    """Run the emulator in the foreground until interrupted (for `dispatch-connector sandbox dispatch`).
+
+    Prints its URL, the key it expects and where the technician's control API is, then `notes` (the caller
+    says where the secret came from: this module cannot tell a throwaway secret from a real one, so it never
+    prints it)."""
     emulator = DispatchEmulator(public_key, secret_hex, host=host, port=port, **kwargs)
-    print(f"Dispatch Connect emulator on {emulator.base_url} (key {public_key})", flush=True)
+    print(f"Dispatch Connect emulator on {emulator.base_url}")
+    print(f"  X-Dispatch-Key (public key): {public_key}")
+    print(f"  field technician: POST {emulator.base_url}/control/<method> (docs/wire-formats.md)")
+    for line in notes:
+        print(line)
+    print("", flush=True)
     try:
         emulator.serve_forever()
     except KeyboardInterrupt:

@@ -234,18 +234,45 @@ def serve(
     fixture: Fixture | None = DEMO_FIXTURE,
     *,
     ca_path: str | Path | None = None,
+    notes: Iterable[str] = (),
 ) -> None:
-    """Run an emulator in the foreground until interrupted; write its CA to `ca_path` for clients."""
+    """Run an emulator in the foreground until interrupted; write its CA to `ca_path` for clients.
+
+    Prints how to reach it (URL, each login of the fixture, the CA file), then `notes`: a person who
+    starts an emulator needs all of that before any client can talk to it."""
     emulator = SalesforceEmulator(fixture, host=host, port=port)
-    target = Path(ca_path) if ca_path else Path("salesforce-emulator-ca.pem")
+    target = (Path(ca_path) if ca_path else Path("salesforce-emulator-ca.pem")).resolve()
     target.write_bytes(emulator.ca_pem)
-    print(f"Salesforce emulator on {emulator.base_url} (CA: {target})", flush=True)
+    for line in describe(emulator, target, fixture):
+        print(line)
+    for line in notes:
+        print(line)
+    print("", flush=True)
     try:
         emulator.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         emulator._tmp.cleanup()
+
+
+def describe(emulator: SalesforceEmulator, ca_path: Path, fixture: Fixture | None) -> list[str]:
+    """What a client needs: the URL, the fixture's logins (throwaway values) and the CA to trust."""
+    source = f" (org: {Path(fixture).name})" if isinstance(fixture, str | Path) else ""
+    lines = [f"Salesforce emulator on {emulator.base_url}{source}"]
+    auth = emulator.store.auth
+    for user in auth.users.values():
+        lines.append(
+            f"  login: username {user.username}  password {user.password}  "
+            f"security token {user.security_token or '(none)'}"
+        )
+    for app in auth.apps.values():
+        lines.append(
+            f"  connected app: client id {app.client_id}  client secret {app.client_secret}  "
+            f"(runs as {app.run_as})"
+        )
+    lines.append(f"  TLS: a throwaway CA, written to {ca_path} (trust it: SALESFORCE_CA_BUNDLE)")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
