@@ -40,9 +40,11 @@ def org(
     patches: Mapping[str, Mapping[str, Any]] | None = None, *, task: bool = False
 ) -> Callable[[str], dict[str, Any] | None]:
     """A describe over the fixture org, as the emulator answers it; `patches` override one field's
-    describe keys, by "Object.Field"; `task` adds a Task object (WhatId, WhoId) for inbox messages."""
+    describe keys, by "Object.Field"; `task` gives it this test's Task object (WhatId, WhoId)."""
     store = SalesforceStore()
     load_fixture(store, FIXTURE)
+    # the fixture org has a Task object; `task=False` is an org without one, `task=True` this test's Task
+    store.objects.pop("task", None)
     if task:
         store.define_object("Task", TASK_FIELDS)
     patches = patches or {}
