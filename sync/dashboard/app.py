@@ -24,11 +24,12 @@ from sqlmodel import Session, col, select
 from statemachines import KINDS, mermaid, transition_table
 from sync.dashboard.auth import install_token_guard
 from sync.dashboard.diagram import machine_svg
+from sync.dashboard.failing import failing_write_backs
 from sync.dashboard.timeline import record_timeline
 from sync.service.health import JobHealth, JobStatus
 from sync.store.dbtypes import utcnow
 from sync.store.models import InboxMessage, OutboxBatch, SyncLog, WriteBack
-from sync.store.synclog import DIRECTIONS, LEVELS, query_log
+from sync.store.synclog import DIRECTIONS, LEVELS, query_log, without_sql
 
 TEMPLATES = Path(__file__).parent / "templates"
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -87,6 +88,7 @@ def make_templates() -> jinja2.Environment:
     )
     env.filters["utc"] = utc_text
     env.filters["utc_ms"] = utc_ms_text
+    env.filters["words"] = without_sql  # rows written before errors were put in words may hold SQL
     return env
 
 
@@ -146,7 +148,10 @@ def _count_since(session: Session, level: str, since: datetime) -> int:
 def health_context(session: Session, health: JobHealth | None) -> dict[str, Any]:
     day_ago = utcnow() - timedelta(hours=24)
     jobs: list[JobStatus] = sorted((health.snapshot() if health else {}).values(), key=lambda j: j.name)
+    failing, failing_total = failing_write_backs(session)
     return {
+        "failing_write_backs": failing,
+        "failing_total": failing_total,
         "jobs": jobs,
         "has_health": health is not None,
         "queues": [(title, _counts_by_status(session, model), statuses) for title, model, statuses in QUEUES],

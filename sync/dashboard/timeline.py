@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from connector.errors import ConnectorError
 from connector.ports import Delivery, Notice, RecordResult, Report
 from connector.registry import backend_type
+from sync.dashboard.lookup import Candidate, resolve
 from sync.store.models import (
     EntityStateRow,
     InboxMessage,
@@ -29,6 +30,8 @@ from sync.store.models import (
     TrackedRecord,
     WriteBack,
 )
+from sync.store.synclog import without_sql
+from sync.writeback.timing import last_attempt_at
 
 # Inbox rows read per record: a record's whole life is a few dozen messages; the cap keeps a hostile id cheap.
 MAX_INBOX_ROWS = 500
@@ -84,10 +87,12 @@ class Timeline:
     tracked: list[TrackedView] = field(default_factory=list)
     entities: list[EntityView] = field(default_factory=list)
     events: list[TimelineEvent] = field(default_factory=list)
+    matched: str = ""  # the field or id the asked value was found in, when it is not the record's own id
+    candidates: list[Candidate] = field(default_factory=list)  # several records hold the asked value
 
     @property
     def found(self) -> bool:
-        return bool(self.tracked or self.entities or self.events)
+        return bool(self.tracked or self.entities or self.events or self.candidates)
 
     @property
     def errors(self) -> list[TimelineEvent]:
@@ -107,29 +112,12 @@ def _pairs(mapping: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
 
 
 def _resolve(session: Session, timeline: Timeline) -> None:
-    """Every CRM id and external id linked to the asked id, through tracked records and entity states."""
-    rid = timeline.record_id
-    timeline.crm_ids.add(rid)
-    timeline.external_ids.add(rid)
-    tracked = session.exec(
-        select(TrackedRecord).where(
-            or_(col(TrackedRecord.crm_id) == rid, col(TrackedRecord.external_id) == rid)
-        )
-    ).all()
-    for row in tracked:
-        timeline.crm_ids.add(row.crm_id)
-        if row.external_id:
-            timeline.external_ids.add(row.external_id)
-    entities = session.exec(
-        select(EntityStateRow).where(
-            or_(col(EntityStateRow.crm_id) == rid, col(EntityStateRow.external_id) == rid)
-        )
-    ).all()
-    for entity in entities:
-        if entity.crm_id and entity.kind == "job":
-            timeline.crm_ids.add(entity.crm_id)
-        if entity.kind == "job":
-            timeline.external_ids.add(entity.external_id)
+    """Every CRM id and external id linked to the asked id (sync.dashboard.lookup)."""
+    found = resolve(session, timeline.record_id)
+    timeline.crm_ids |= found.crm_ids
+    timeline.external_ids |= found.external_ids
+    timeline.matched = found.matched
+    timeline.candidates = found.candidates
 
 
 def _tracked_views(session: Session, timeline: Timeline) -> None:
@@ -333,7 +321,7 @@ def _log_events(session: Session, timeline: Timeline, related_ids: set[str]) -> 
     rows = session.exec(select(SyncLog).where(or_(mine, anonymous)).order_by(col(SyncLog.id))).all()
     return [
         TimelineEvent(
-            r.at or EPOCH, "log", f"log {r.direction}", r.message,
+            r.at or EPOCH, "log", f"log {r.direction}", without_sql(r.message),
             r.level if r.level in ("warning", "error") else "info", r.msg_id,
             tuple(p for p in (("entity", r.entity or ""),) if p[1]) + _pairs(r.details),
         )
@@ -356,26 +344,50 @@ def _write_back_events(session: Session, timeline: Timeline, inbox_ids: set[str]
     events: list[TimelineEvent] = []
     for r in rows:
         target = f"{r.operation} {r.crm_object} {r.crm_id or r.external_id or ''}".strip()
-        fields = _pairs(r.fields)
         if r.created_at:
             events.append(
                 TimelineEvent(
-                    r.created_at, "write_back", "write-back queued", target, "info", r.source, fields
+                    r.created_at,
+                    "write_back",
+                    "write-back queued",
+                    target,
+                    "info",
+                    r.source,
+                    _pairs(r.fields),
                 )
             )
-        level = {"failed": "error", "skipped": "info"}.get(r.status, "warning" if r.last_error else "info")
-        end = r.flushed_at or (r.next_attempt_at if r.last_error else None)
-        if end:
-            label = {
-                "done": "write-back flushed",
-                "failed": "write-back failed",
-                "skipped": "write-back skipped",
-            }.get(r.status, "write-back retry")
-            summary = f"{target}: {r.status}" + (f" ({r.attempts} failed attempt(s))" if r.attempts else "")
-            if r.last_error:
-                summary += f": {r.last_error}"
-            events.append(TimelineEvent(end, "write_back", label, summary, level, r.source))
+        outcome = _write_back_outcome(r, target)
+        if outcome is not None:
+            events.append(outcome)
     return events
+
+
+def _write_back_outcome(r: WriteBack, target: str) -> TimelineEvent | None:
+    """What became of a queued write, at the time it happened: written or skipped when settled, a failure
+    at its last attempt (the next one is in the future and only named), a requeue when it was requeued."""
+    tried = last_attempt_at(r.status, r.attempts, r.next_attempt_at, r.flushed_at)
+    summary = f"{target}: {r.status}" + (f" ({r.attempts} failed attempt(s))" if r.attempts else "")
+    if r.last_error:
+        summary += f": {r.last_error}"
+    if r.status in ("done", "skipped"):
+        label = "write-back flushed" if r.status == "done" else "write-back skipped"
+        return (
+            TimelineEvent(r.flushed_at, "write_back", label, summary, "info", r.source)
+            if r.flushed_at
+            else None
+        )
+    if r.status == "failed":
+        at = tried or r.created_at or EPOCH
+        return TimelineEvent(at, "write_back", "write-back failed", summary, "error", r.source)
+    if tried is not None:
+        if r.next_attempt_at:
+            summary += f"; next try at {_utc(r.next_attempt_at)}"
+        return TimelineEvent(tried, "write_back", "write-back retry", summary, "warning", r.source)
+    if r.attempts == 0 and r.next_attempt_at is not None:  # requeued by retry_failed_writebacks
+        return TimelineEvent(
+            r.next_attempt_at, "write_back", "write-back requeued", summary, "info", r.source
+        )
+    return None
 
 
 def record_timeline(session: Session, record_id: str) -> Timeline:
@@ -384,6 +396,8 @@ def record_timeline(session: Session, record_id: str) -> Timeline:
     if not timeline.record_id:
         return timeline
     _resolve(session, timeline)
+    if timeline.candidates:
+        return timeline  # several records hold the value: support chooses one
     _tracked_views(session, timeline)
     _entity_views(session, timeline)
     outbox, batch_ids = _outbox_events(session, timeline)
@@ -394,3 +408,7 @@ def record_timeline(session: Session, record_id: str) -> Timeline:
     order = {"outbox": 0, "inbox": 1, "log": 2, "write_back": 3}
     timeline.events = sorted(events, key=lambda e: (e.at, order.get(e.source, 9)))
     return timeline
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -28,7 +28,7 @@ from sync.store.db import session_scope
 from sync.store.dbtypes import utcnow
 from sync.store.locks import HOLDER
 from sync.store.models import InboxMessage
-from sync.store.synclog import write_log
+from sync.store.synclog import error_words, write_log
 from sync.writeback.queue import backoff
 
 
@@ -162,7 +162,7 @@ def _record_failure(ctx: SyncContext, message_id: str, exc: Exception) -> bool:
             return False
         row.attempts += 1
         row.claimed_by = row.claimed_until = None
-        row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+        row.last_error = error_words(exc)[:4000]  # shown to support: a database error without its SQL
         row.next_attempt_at = utcnow() + backoff(row.attempts, base_s=1.0)
         dead = row.attempts >= ctx.settings.max_attempts
         if dead:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError, StatementError
 from sqlmodel import Session, col, delete, select
 
 from sync.store.dbtypes import utcnow
@@ -20,6 +21,8 @@ LEVELS = ("debug", "info", "warning", "error")
 DIRECTIONS = ("out", "in", "internal")
 LOUD = ("warning", "error")
 _COLLECTORS = "sync_log_collectors"  # key in Session.info: the open one_loud_row scopes, innermost last
+# Where SQLAlchemy's text of a database error turns into the statement, its parameters and a web link.
+_SQL_TAILS = ("[SQL:", "[parameters:", "(Background on this error at:")
 
 
 def write_log(
@@ -52,6 +55,34 @@ def write_log(
     if collectors:
         collectors[-1].append(row)
     return row
+
+
+def error_words(exc: BaseException) -> str:
+    """An exception as support should read it: `Type: what went wrong`, never SQL.
+
+    SQLAlchemy's text of a database error appends the statement, its parameters (record values, which may
+    be anyone's data) and a link; a PostgreSQL message quotes the statement and the row below its first
+    line. A database error is said by its driver's first line (`IntegrityError: UNIQUE constraint failed:
+    tracked_record.crm_object, tracked_record.crm_id`); any other error keeps its text, less SQL tails."""
+    name = type(exc).__name__
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        return f"{name}: {_first_line(str(exc.orig))}" if str(exc.orig).strip() else name
+    if isinstance(exc, SQLAlchemyError):
+        return f"{name}: {_first_line(str(exc))}" if str(exc).strip() else name
+    text = without_sql(str(exc))
+    return f"{name}: {text}" if text else name
+
+
+def without_sql(text: str) -> str:
+    """`text` cut where SQLAlchemy's statement, parameters or link begin (rows written before
+    error_words existed still hold them)."""
+    cut = min((i for i in (text.find(tail) for tail in _SQL_TAILS) if i >= 0), default=len(text))
+    return text[:cut].rstrip()
+
+
+def _first_line(text: str) -> str:
+    lines = without_sql(text).strip().splitlines()
+    return lines[0].strip() if lines else ""
 
 
 @contextmanager

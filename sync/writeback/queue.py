@@ -1,44 +1,49 @@
 """The CRM write-back queue: what the connector must write to Salesforce, flushed in Collections calls.
 
 Rows are enqueued inside the transaction of the effect that causes them (an ack, a processed event), so a
-write is never lost and never invented. The flush coalesces every pending row of one record into one
-update (later values win), sends <= 200 records per sObject Collections call, and retries per-record
-failures with backoff.
+write is never lost and never invented. The flush merges a record's pending rows into one update (later
+values win), sends <= 200 records per sObject Collections call, and retries failures with backoff; a
+failure is a warning row at once, a newer update never waits on an older failing one, and fields Salesforce
+names as bad are split off so the rest of the record lands (sync.writeback.plan, sync.writeback.outcome).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, insert, or_, update
-from sqlalchemy import select as core_select
+from sqlalchemy import Engine, insert, update
 from sqlmodel import Session, col, select
 
-from connector.errors import ConnectorError
 from sync.store.db import IN_CLAUSE_CHUNK, chunked, session_scope
 from sync.store.dbtypes import utcnow
-from sync.store.models import CRM_ONLY, WRITE_BACKS, TrackedRecord, WriteBack
+from sync.store.models import WRITE_BACKS, WriteBack
 from sync.store.synclog import write_log
+from sync.writeback.outcome import GONE, CrmWriter, FlushReport, flush_chunk
+from sync.writeback.plan import Unit, apply_plan, due_rows, plan_flush
+from sync.writeback.timing import backoff, last_attempt_at
 
 MAX_COLLECTION = 200
 FLUSH_CONCURRENCY = 3  # Collections calls in flight at once (settings: writeback_concurrency)
-GONE = "ENTITY_IS_DELETED"  # the record was deleted in the CRM: its writes are skipped, not retried
 
-
-class RecordResultLike(Protocol):
-    id: str | None
-    success: bool
-    errors: Any
-
-
-class CrmWriter(Protocol):
-    def update_records(self, object_name: str, records: Sequence[Mapping[str, Any]]) -> Sequence[Any]: ...
-    def create_records(self, object_name: str, records: Sequence[Mapping[str, Any]]) -> Sequence[Any]: ...
+__all__ = [
+    "FLUSH_CONCURRENCY",
+    "GONE",
+    "MAX_COLLECTION",
+    "CrmWriter",
+    "FlushReport",
+    "backoff",
+    "enqueue_create",
+    "enqueue_update",
+    "enqueue_updates",
+    "flush_writebacks",
+    "last_attempt_at",
+    "pending_count",
+    "retry_failed_writebacks",
+]
 
 
 def _update_row(
@@ -104,94 +109,6 @@ def enqueue_create(
     )
 
 
-@dataclass
-class FlushReport:
-    records_written: int = 0
-    rows_done: int = 0
-    calls: int = 0
-    failures: list[str] = field(default_factory=list)
-
-
-def backoff(attempts: int, base_s: float = 2.0, cap_s: float = 600.0) -> timedelta:
-    return timedelta(seconds=min(cap_s, base_s * 2 ** max(0, attempts - 1)))
-
-
-class _Queued(Protocol):
-    """The columns of a queued write-back row that a flush reads."""
-
-    id: int
-    operation: str
-    crm_object: str
-    crm_id: str | None
-    external_id: str | None
-    fields: dict[str, Any] | None
-
-
-_QUEUED = (
-    WRITE_BACKS.c.id,
-    WRITE_BACKS.c.operation,
-    WRITE_BACKS.c.crm_object,
-    WRITE_BACKS.c.crm_id,
-    WRITE_BACKS.c.external_id,
-    WRITE_BACKS.c.fields,
-)
-
-
-def _due(session: Session, limit: int) -> list[_Queued]:
-    """Due rows, plus every other pending row of the same records (even one in backoff): a record is always
-    written with all its pending values merged in order, so an older failed row can never land after, and
-    overwrite, a newer value. Plain rows of the columns a flush needs, not ORM objects: a flush reads
-    thousands of them and changes them only through set-based UPDATEs."""
-    now = utcnow()
-    pending = WRITE_BACKS.c.status == "pending"
-    query = (
-        core_select(*_QUEUED)
-        .where(pending)
-        .where(or_(WRITE_BACKS.c.next_attempt_at.is_(None), WRITE_BACKS.c.next_attempt_at <= now))
-        .order_by(WRITE_BACKS.c.id)
-        .limit(limit)
-    )
-    due: list[_Queued] = list(session.execute(query).all())
-    if len(due) < limit and not _any_in_backoff(session, now):
-        return due  # every pending row is in `due` already: no sibling can be missing
-    keys = {_key(row) for row in due}
-    crm_ids = {row.crm_id for row in due if row.crm_id}
-    external_ids = {row.external_id for row in due if row.external_id}
-    siblings = session.execute(
-        core_select(*_QUEUED)
-        .where(pending)
-        .where(or_(WRITE_BACKS.c.crm_id.in_(crm_ids), WRITE_BACKS.c.external_id.in_(external_ids)))
-    ).all()
-    rows: dict[int, _Queued] = {row.id: row for row in due}
-    rows.update({row.id: row for row in siblings if _key(row) in keys})
-    return [rows[i] for i in sorted(rows)]
-
-
-def _any_in_backoff(session: Session, now: datetime) -> bool:
-    waiting = select(WriteBack.id).where(
-        col(WriteBack.status) == "pending", col(WriteBack.next_attempt_at) > now
-    )
-    return session.exec(waiting.limit(1)).first() is not None
-
-
-def _key(row: _Queued) -> tuple[str, str, str]:
-    return (
-        row.operation,
-        row.crm_object,
-        (row.crm_id if row.operation == "update" else row.external_id) or "",
-    )
-
-
-def _coalesce(rows: Sequence[_Queued]) -> dict[tuple[str, str, str], tuple[dict[str, Any], list[int]]]:
-    """(operation, object, id or external id) -> merged fields and the row ids they came from."""
-    merged: dict[tuple[str, str, str], tuple[dict[str, Any], list[int]]] = {}
-    for row in rows:
-        fields, ids = merged.setdefault(_key(row), ({}, []))
-        fields.update(row.fields or {})
-        ids.append(row.id)
-    return merged
-
-
 def flush_writebacks(
     engine: Engine,
     crm: CrmWriter,
@@ -203,24 +120,37 @@ def flush_writebacks(
 ) -> FlushReport:
     """Write the due rows, up to `concurrency` Collections calls at a time.
 
-    Each record is in exactly one call (its rows are merged first), and each call settles its own rows in
-    its own transaction, so calls are independent: running a few at once overlaps their round trips.
-    Salesforce serves concurrent API requests; rows it reports locked (UNABLE_TO_LOCK_ROW, e.g. children of
-    one parent written at once) are retried by the gateway and then by this queue's backoff."""
+    Each record is in exactly one call per round (its generation's rows are merged first; a record with a
+    failing generation and newer rows has a second round, see sync.writeback.plan), and each call settles
+    its own rows in its own transaction, so calls are independent: running a few at once overlaps their
+    round trips. Salesforce serves concurrent API requests; rows it reports locked (UNABLE_TO_LOCK_ROW,
+    e.g. children of one parent written at once) are retried by the gateway and then by this queue's
+    backoff. The report says how many records failed, so a caller can tell "nothing landed" from "done"."""
     with session_scope(engine) as session:
-        merged = _coalesce(_due(session, limit))
-    groups: dict[tuple[str, str], list[tuple[str, dict[str, Any], list[int]]]] = defaultdict(list)
-    for (operation, crm_object, key), (fields, ids) in merged.items():
-        groups[(operation, crm_object)].append((key, fields, ids))
+        plan = plan_flush(due_rows(session, limit), utcnow())
+        if plan.superseded or plan.narrowed:
+            apply_plan(session, plan)
+    report = FlushReport(rows_done=len(plan.superseded))
+    for units in plan.rounds:
+        report.add(_flush_round(engine, crm, units, max_attempts, batch_size, concurrency))
+    return report
+
+
+def _flush_round(
+    engine: Engine, crm: CrmWriter, units: list[Unit], max_attempts: int, batch_size: int, concurrency: int
+) -> FlushReport:
+    groups: dict[tuple[str, str], list[Unit]] = defaultdict(list)
+    for unit in units:
+        groups[(unit.operation, unit.crm_object)].append(unit)
     calls = [
         (operation, crm_object, chunk)
         for (operation, crm_object), items in groups.items()
         for chunk in chunked(items, batch_size)
     ]
 
-    def flush(call: tuple[str, str, list[tuple[str, dict[str, Any], list[int]]]]) -> FlushReport:
+    def flush(call: tuple[str, str, list[Unit]]) -> FlushReport:
         part = FlushReport()
-        _flush_chunk(engine, crm, *call, part, max_attempts)
+        flush_chunk(engine, crm, *call, part, max_attempts)
         return part
 
     if concurrency > 1 and len(calls) > 1:
@@ -228,136 +158,43 @@ def flush_writebacks(
             parts = list(pool.map(flush, calls))
     else:
         parts = [flush(call) for call in calls]
-    return _merged(parts)
-
-
-def _created_for(session: Session, ids: list[int]) -> str:
-    """The back end a created record's link belongs to: the one whose report queued it (creates are rare:
-    jobs born in the field, notes; one query each), or CRM_ONLY for the connector's own log rows."""
-    systems = session.exec(select(WriteBack.system).where(col(WriteBack.id).in_(ids))).all()
-    return next((system for system in systems if system), CRM_ONLY)
-
-
-def _merged(parts: Iterable[FlushReport]) -> FlushReport:
     report = FlushReport()
     for part in parts:
-        report.records_written += part.records_written
-        report.rows_done += part.rows_done
-        report.calls += part.calls
-        report.failures.extend(part.failures)
+        report.add(part)
     return report
 
 
-def _flush_chunk(
-    engine: Engine,
-    crm: CrmWriter,
-    operation: str,
-    crm_object: str,
-    chunk: list[tuple[str, dict[str, Any], list[int]]],
-    report: FlushReport,
-    max_attempts: int,
-) -> None:
-    payload = [{"Id": key, **fields} if operation == "update" else dict(fields) for key, fields, _ in chunk]
-    try:
-        call = crm.update_records if operation == "update" else crm.create_records
-        results = list(call(crm_object, payload))
-        report.calls += 1
-    except ConnectorError as exc:
-        # The whole call failed (outage, limit, session): every row stays pending, retried later.
-        _retry_rows(engine, [i for _, _, ids in chunk for i in ids], str(exc), max_attempts, report)
-        return
-    with session_scope(engine) as session:
-        done: list[int] = []
-        for (key, _fields, ids), result in zip(chunk, results, strict=True):
-            if getattr(result, "success", False):
-                done.extend(ids)
-                report.records_written += 1
-                report.rows_done += len(ids)
-                if operation == "create" and getattr(result, "id", None):
-                    session.add(
-                        TrackedRecord(
-                            system=_created_for(session, ids),
-                            crm_object=crm_object,
-                            crm_id=str(result.id),
-                            external_id=key,
-                            flagged=False,
-                            confirmed_at=utcnow(),
-                        )
-                    )
-            elif GONE in (getattr(result, "error_codes", None) or ()):
-                _mark_gone(session, ids, f"{crm_object} {key} was deleted in the CRM; nothing written")
-                report.rows_done += len(ids)
-            else:
-                message = f"{crm_object} {key}: {_describe_errors(getattr(result, 'errors', None))}"
-                _retry_rows_in(session, ids, message, max_attempts, report)
-        _settle(session, done, "done")
-
-
-def _describe_errors(errors: Any) -> str:
-    if not errors:
-        return "Salesforce refused the write without a reason"
-    parts = []
-    for error in errors if isinstance(errors, list) else [errors]:
-        if isinstance(error, Mapping):
-            parts.append(f"{error.get('statusCode') or error.get('errorCode')}: {error.get('message')}")
-        else:
-            parts.append(str(error))
-    return "; ".join(parts)
-
-
-def _settle(session: Session, ids: list[int], status: str, error: str | None = None) -> None:
-    """Mark rows settled with set-based UPDATEs: a 200-record Collections call settles in one statement."""
+def retry_failed_writebacks(engine: Engine, *, crm_object: str | None = None) -> int:
+    """Queue the write-backs that gave up again (after the cause is fixed: a field created, a mapping
+    corrected, a validation rule changed): pending, attempts 0, due now. One info row per record, so its
+    timeline says why it is tried again. Returns the number of rows requeued."""
     now = utcnow()
-    for chunk in chunked(ids, IN_CLAUSE_CHUNK):
-        session.execute(
-            update(WRITE_BACKS)
-            .where(WRITE_BACKS.c.id.in_(chunk))
-            .values(status=status, flushed_at=now, last_error=error)
-        )
-
-
-def _mark_gone(session: Session, ids: list[int], message: str) -> None:
-    """A deleted record will never take the write: retrying it would only end in a false alarm."""
-    rows = list(session.exec(select(WriteBack).where(col(WriteBack.id).in_(ids))).all())
-    _settle(session, ids, "skipped", message)
-    if rows:
-        write_log(
-            session,
-            message,
-            direction="in",
-            entity=rows[0].crm_object,
-            crm_record_id=rows[0].crm_id,
-            external_id=rows[0].external_id,
-            details={"fields": [row.fields for row in rows]},
-        )
-
-
-def _retry_rows(engine: Engine, ids: list[int], message: str, max_attempts: int, report: FlushReport) -> None:
     with session_scope(engine) as session:
-        _retry_rows_in(session, ids, message, max_attempts, report)
-
-
-def _retry_rows_in(
-    session: Session, ids: list[int], message: str, max_attempts: int, report: FlushReport
-) -> None:
-    report.failures.append(message)
-    for row in session.exec(select(WriteBack).where(col(WriteBack.id).in_(ids))).all():
-        row.attempts += 1
-        row.last_error = message
-        row.next_attempt_at = utcnow() + backoff(row.attempts)
-        if row.attempts >= max_attempts:
-            row.status = "failed"
+        query = select(WriteBack).where(col(WriteBack.status) == "failed")
+        if crm_object:
+            query = query.where(col(WriteBack.crm_object) == crm_object)
+        rows = list(session.exec(query.order_by(col(WriteBack.id))).all())
+        records: dict[tuple[str, str, str], list[WriteBack]] = defaultdict(list)
+        for row in rows:
+            records[(row.operation, row.crm_object, row.crm_id or row.external_id or "")].append(row)
+        for ids in chunked([row.id for row in rows if row.id is not None], IN_CLAUSE_CHUNK):
+            session.execute(
+                update(WRITE_BACKS)
+                .where(WRITE_BACKS.c.id.in_(ids))
+                .values(status="pending", attempts=0, next_attempt_at=now, last_error=None, flushed_at=None)
+            )
+        for (_operation, name, key), record_rows in records.items():
             write_log(
                 session,
-                f"CRM write-back gave up after {row.attempts} attempts: {message}",
-                level="error",
+                f"CRM write-back of {name} {key} requeued ({len(record_rows)} row(s)); it had given up: "
+                f"{record_rows[-1].last_error or 'no error recorded'}",
                 direction="in",
-                entity=row.crm_object,
-                crm_record_id=row.crm_id,
-                external_id=row.external_id,
-                details={"fields": row.fields},
+                entity=name,
+                crm_record_id=record_rows[-1].crm_id,
+                external_id=record_rows[-1].external_id,
+                details={"fields": [row.fields for row in record_rows]},
             )
-        session.add(row)
+        return len(rows)
 
 
 def pending_count(session: Session) -> int:
