@@ -7,8 +7,10 @@ are reached only through the registry (connector.registry), by the instance name
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -92,9 +94,9 @@ class SyncContext:
 
             s = self.settings
             s.require("salesforce_instance_url", "salesforce_username", "salesforce_password")
-            session = requests.Session()
+            session = _TrustCheckedSession(s.salesforce_ca_bundle)
             if s.salesforce_ca_bundle:
-                session.verify = str(s.salesforce_ca_bundle)
+                session.verify = _ca_bundle(s.salesforce_ca_bundle)
                 session.trust_env = False  # else REQUESTS_CA_BUNDLE overrides verify
             for hook in self.session_hooks:
                 hook(session, "salesforce")
@@ -109,3 +111,72 @@ class SyncContext:
                 api_version=s.salesforce_api_version,
             )
         return self.crm_gateway
+
+
+def _ca_bundle(path: Path) -> str:
+    """SALESFORCE_CA_BUNDLE checked where the session is built: a missing or unreadable file would otherwise
+    surface from deep inside requests as an OSError on the first call."""
+    if not path.exists():
+        raise SettingsError(f"SALESFORCE_CA_BUNDLE: no such file: {path}")
+    if path.is_file():
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+            raise SettingsError(
+                f"SALESFORCE_CA_BUNDLE: {path} holds no usable PEM certificate ({reason})"
+            ) from None
+    return str(path)
+
+
+class _TrustCheckedSession(requests.Session):
+    """Salesforce's HTTP session. A certificate it cannot verify is a settings error (exit 2, naming
+    SALESFORCE_CA_BUNDLE), raised at once: as a connection error the gateway would retry it, then report a
+    bare SSLError as a temporary outage."""
+
+    def __init__(self, ca_bundle: Path | None) -> None:
+        super().__init__()
+        self.ca_bundle = ca_bundle
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        try:
+            return super().request(method, url, *args, **kwargs)
+        except requests.exceptions.SSLError as exc:
+            reason = _verify_failure(exc)
+            if reason is None:
+                raise
+            where = _origin(str(url))
+            if self.ca_bundle:
+                raise SettingsError(
+                    f"the certificate of {where} is not trusted ({reason}) by the CA in SALESFORCE_CA_BUNDLE "
+                    f"({self.ca_bundle}); set it to the CA file that signed the server's certificate"
+                ) from None
+            raise SettingsError(
+                f"the certificate of {where} is not trusted ({reason}); set SALESFORCE_CA_BUNDLE to the CA "
+                "file that signed it (for the Salesforce emulator: the file `dispatch-connector sandbox "
+                "salesforce` writes, salesforce-emulator-ca.pem)"
+            ) from None
+
+
+def _verify_failure(exc: BaseException) -> str | None:
+    """The reason a certificate was refused, found in the chain requests and urllib3 wrap it in; None when
+    the TLS error is something else (a handshake cut short, a protocol mismatch)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        err = stack.pop()
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return str(err.verify_message or "certificate verify failed")
+        linked = (err.__cause__, err.__context__, getattr(err, "reason", None), *err.args)
+        stack.extend(x for x in linked if isinstance(x, BaseException))
+    return None
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url

@@ -291,7 +291,7 @@ class DispatchConnectClient:
         if status in (401, 403):
             return SignatureRejected(
                 f"Dispatch rejected the signature on {endpoint} (HTTP {status}): check DISPATCH_SECRET "
-                f"and that DISPATCH_KEY {self.public_key!r} belongs to it. {detail}".strip(),
+                f"and that DISPATCH_PUBLIC_KEY {self.public_key!r} belongs to it. {detail}".strip(),
                 status=status,
                 endpoint=endpoint,
             )

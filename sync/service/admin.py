@@ -1,7 +1,9 @@
-"""Admin and support operations behind the CLI: bulk flagging and a record's sync status."""
+"""Admin and support operations behind the CLI: bulk flagging, a record's sync status, the inbox listing."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from string import Formatter
 from typing import Any
 
 from simple_salesforce import format_soql
@@ -11,10 +13,11 @@ from sync.context import SyncContext
 from sync.errors import UsageError
 from sync.store.db import session_scope
 from sync.store.dbtypes import utcnow
-from sync.store.models import EntityStateRow, OutboxBatch, SyncLog, TrackedRecord
+from sync.store.models import EntityStateRow, InboxMessage, OutboxBatch, SyncLog, TrackedRecord, WriteBack
 from sync.store.synclog import write_log
 
 FORBIDDEN_IN_WHERE = (";", "--", "/*")
+INBOX_STATUSES = ("new", "processed", "dead")
 
 
 def flag_records(
@@ -30,11 +33,7 @@ def flag_records(
     The condition is the admin's own SOQL; it is checked to be one condition (no statement separators or
     comments) and the object name comes from the mapping, so nothing can be appended to the query."""
     spec = ctx.mapping.object(crm_object)
-    if any(token in where for token in FORBIDDEN_IN_WHERE) or not where.strip():
-        raise UsageError(
-            "--where must be one SOQL condition without ';' or comments, e.g. \"Status = 'New'\""
-        )
-    condition = quoted(where, **params) if params else where
+    condition = soql_condition(where, params or {})
     ids = [row["Id"] for row in ctx.crm.query_iter(f"SELECT Id FROM {crm_object} WHERE {condition}")]
     if spec.flag.when == "true":
         value: Any = not unset
@@ -52,17 +51,54 @@ def flag_records(
     return len(ids) - len(failed)
 
 
+def soql_condition(where: str, params: Mapping[str, Any]) -> str:
+    """The `--where` condition with each `{name}` placeholder replaced by its `--param` value, quoted.
+
+    Checked before anything is sent: one condition (no statement separators or comments), every placeholder
+    named and given, every given parameter used. A placeholder left raw would reach Salesforce as SOQL it
+    cannot parse, and an unused parameter is most likely a misspelt name. A literal brace is written twice."""
+    if any(token in where for token in FORBIDDEN_IN_WHERE) or not where.strip():
+        raise UsageError(
+            "--where must be one SOQL condition without ';' or comments, e.g. \"Status = 'New'\""
+        )
+    try:
+        names = [name for _, name, _, _ in Formatter().parse(where) if name is not None]
+    except ValueError as exc:
+        raise UsageError(f"--where: {exc}; write a literal brace twice ({{{{ or }}}})") from None
+    if any(not name.isidentifier() for name in names):
+        raise UsageError('--where placeholders must be named, e.g. "City = {city}" with --param city=Boston')
+    given = ", ".join(params) or "none"
+    missing = [name for name in dict.fromkeys(names) if name not in params]
+    if missing:
+        wanted = ", ".join(f"--param {name}=VALUE" for name in missing)
+        raise UsageError(
+            f"--where uses {{{missing[0]}}} but no value was given: add {wanted} (given: {given})"
+        )
+    unused = [name for name in params if name not in names]
+    if unused:
+        placeholders = ", ".join(f"{{{name}}}" for name in dict.fromkeys(names)) or "none"
+        raise UsageError(
+            f"--param {unused[0]} is not used: --where has no {{{unused[0]}}} "
+            f"(its placeholders: {placeholders})"
+        )
+    return quoted(where, **params)
+
+
 def quoted(template: str, **values: Any) -> str:
     """SOQL with values quoted safely (simple-salesforce's format_soql)."""
     return str(format_soql(template, **values))
 
 
 def record_status(ctx: SyncContext, record_id: str) -> dict[str, Any]:
+    """What the store knows of one CRM record (by CRM id or external id): `known` False when nothing.
+
+    A record moved between back ends has a tracked row on each; the flagged one, most recently published,
+    is the one shown."""
     with session_scope(ctx.engine) as session:
         tracked = session.exec(
-            select(TrackedRecord).where(
-                (col(TrackedRecord.crm_id) == record_id) | (col(TrackedRecord.external_id) == record_id)
-            )
+            select(TrackedRecord)
+            .where((col(TrackedRecord.crm_id) == record_id) | (col(TrackedRecord.external_id) == record_id))
+            .order_by(col(TrackedRecord.flagged).desc(), col(TrackedRecord.published_at).desc())
         ).first()
         if tracked is None:
             return {"record": record_id, "known": False}
@@ -80,8 +116,14 @@ def record_status(ctx: SyncContext, record_id: str) -> dict[str, Any]:
             .order_by(col(SyncLog.at).desc())
             .limit(5)
         ).all()
+        writebacks = session.exec(
+            select(WriteBack)
+            .where(col(WriteBack.crm_id) == tracked.crm_id, col(WriteBack.status).in_(("pending", "failed")))
+            .order_by(col(WriteBack.id))
+        ).all()
         return {
             "record": tracked.crm_id,
+            "known": True,
             "object": tracked.crm_object,
             "system": tracked.system,
             "external_id": tracked.external_id,
@@ -96,5 +138,40 @@ def record_status(ctx: SyncContext, record_id: str) -> dict[str, Any]:
             "state": entity.state if entity else None,
             "status_message": entity.status_message if entity else None,
             "milestones": entity.milestones if entity else None,
+            "writebacks": [
+                {
+                    "id": row.id,
+                    "status": row.status,
+                    "operation": row.operation,
+                    "fields": sorted(row.fields or {}),
+                    "attempts": row.attempts,
+                    "next_attempt_at": row.next_attempt_at,
+                    "last_error": row.last_error,
+                }
+                for row in writebacks
+            ],
             "recent_errors": [f"{e.at:%Y-%m-%d %H:%M:%S} {e.message}" for e in errors],
         }
+
+
+def inbox_messages(ctx: SyncContext, *, status: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest stored messages (of one status if given), for support to pick one to `replay`."""
+    query = select(InboxMessage).order_by(col(InboxMessage.received_at).desc()).limit(limit)
+    if status is not None:
+        query = query.where(col(InboxMessage.status) == status)
+    with session_scope(ctx.engine) as session:
+        return [
+            {
+                "message_id": row.message_id,
+                "status": row.status,
+                "type": row.type,
+                "system": row.system,
+                "attempts": row.attempts,
+                "deliveries": row.deliveries,
+                "received_at": row.received_at,
+                "processed_at": row.processed_at,
+                "next_attempt_at": row.next_attempt_at,
+                "last_error": row.last_error,
+            }
+            for row in session.exec(query).all()
+        ]

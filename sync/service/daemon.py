@@ -11,9 +11,11 @@ committed units), then exit 0.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from connector.errors import ConfigurationError
 from sync.context import SyncContext
+from sync.errors import SettingsError, SyncError
 from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox
 from sync.outbound.publisher import publish_changes
@@ -32,7 +35,7 @@ from sync.service.mapping_check import require_mapping_ok
 from sync.service.metrics import Metrics
 from sync.store.db import session_scope
 from sync.store.locks import LockHeld
-from sync.store.synclog import error_words, purge_log, write_log
+from sync.store.synclog import purge_log, write_log
 from sync.writeback.logmirror import mirror_log
 from sync.writeback.queue import flush_writebacks
 
@@ -155,7 +158,7 @@ class Daemon:
 
     def _failed(self, name: str, exc: Exception) -> None:
         assert self.metrics is not None
-        message = error_words(exc)  # support reads it (health, sync log): the cause in words, never SQL
+        message = f"{type(exc).__name__}: {exc}"
         self.health.finished(name, "error", error=message)
         self.metrics.job_runs.labels(job=name, result="error").inc()
         self.metrics.errors.labels(kind=f"{name}:{type(exc).__name__}").inc()
@@ -234,39 +237,79 @@ def serve(
     *,
     token: str | None = None,
     on_started: Callable[[str], None] | None = None,
+    port_setting: str = "DASHBOARD_PORT",
 ) -> None:
     """Run the scheduler and the HTTP server until SIGTERM/SIGINT (or `daemon.stopping` is set).
 
-    Signal handlers are installed only on the main thread (Python allows nothing else); a caller on another
-    thread, such as a test, stops the daemon by setting `daemon.stopping`."""
+    The port is bound before any job is scheduled, so a port in use stops start-up with a SettingsError
+    naming `port_setting` instead of failing in the server thread after a round of jobs. Signal handlers are
+    installed only on the main thread (Python allows nothing else); a caller on another thread, such as a
+    test, stops the daemon by setting `daemon.stopping`."""
     import uvicorn
 
-    app = build_app(daemon, token=token)  # before the scheduler starts: a bad push path stops here
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    listener = bind_listener(host, port, setting=port_setting)
+    try:
+        app = build_app(daemon, token=token)  # before the scheduler starts: a bad push path stops here
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
 
-    def _stop(signum: int, _frame: Any) -> None:
-        log.info("received %s: finishing the work in hand", signal.Signals(signum).name)
-        server.should_exit = True
-        daemon.stopping.set()
+        def _stop(signum: int, _frame: Any) -> None:
+            log.info("received %s: finishing the work in hand", signal.Signals(signum).name)
+            server.should_exit = True
+            daemon.stopping.set()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
-    daemon.start()
-    thread = threading.Thread(target=server.run, daemon=True)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGINT, _stop)
+        daemon.start()
+    except BaseException:
+        listener.close()
+        raise
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     while not server.started and thread.is_alive():
         threading.Event().wait(0.05)
+    if not server.started:
+        daemon.stop()
+        listener.close()
+        raise SyncError(f"the HTTP server on {host}:{port} did not start; see the log lines above")
     if on_started:
-        on_started(
-            f"http://{host}:{server.servers[0].sockets[0].getsockname()[1] if server.servers else port}"
-        )
+        bound = listener.getsockname()[1]
+        on_started(f"http://{f'[{host}]' if ':' in host else host}:{bound}")
     while not daemon.stopping.is_set():
         daemon.stopping.wait(0.5)
     daemon.stop()
     server.should_exit = True
     thread.join(timeout=10)
+    listener.close()
+
+
+def bind_listener(host: str, port: int, *, setting: str = "DASHBOARD_PORT") -> socket.socket:
+    """A TCP socket bound to (host, port) for the HTTP server; a SettingsError naming `setting` (and
+    DASHBOARD_HOST) when the port is taken or the address cannot be used."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, OverflowError) as exc:
+        raise SettingsError(
+            f"cannot listen on {host}:{port} ({exc}); check DASHBOARD_HOST and {setting}"
+        ) from None
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(address)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SettingsError(
+                f"port {port} on {host} is already in use (another daemon or demo?); stop what holds it or "
+                f"choose another port with {setting}"
+            ) from None
+        raise SettingsError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); check DASHBOARD_HOST and {setting}"
+        ) from None
+    return listener
 
 
 def build_app(daemon: Daemon, *, token: str | None = None) -> FastAPI:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from connector.crm import connect_salesforce
 from connector.mapping import DEFAULT_MAPPING, load_mapping
@@ -23,9 +22,11 @@ from connector.sandbox.dispatch_v3 import DispatchV3Emulator
 from connector.sandbox.salesforce.emulator import SalesforceEmulator
 from statemachines import transition_table
 from sync.context import SyncContext
+from sync.errors import UsageError
 from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox
 from sync.outbound.publisher import publish_changes
+from sync.service.cli.render import MESSAGE_WIDTH, MIN_TEXT_WIDTH, Field, print_records
 from sync.settings import load_settings
 from sync.store.db import make_engine, session_scope, upgrade
 from sync.store.synclog import query_log
@@ -158,6 +159,7 @@ def _play_field(dispatch: DispatchEmulator, orders: list[str], clock: list[float
 def run_demo(
     work_orders: int = 50, flagged: int = 12, console: Console | None = None, *, serve_port: int | None = None
 ) -> int:
+    check_arguments(work_orders, flagged, serve_port)
     console = console or Console()
     clock = [time.time()]
     workdir = Path(tempfile.mkdtemp(prefix="dispatch-demo-"))
@@ -234,6 +236,22 @@ def run_demo(
     return 0
 
 
+def check_arguments(work_orders: int, flagged: int, serve_port: int | None) -> None:
+    """Refuse what the demo cannot do before any emulator starts: flag more work orders than it seeds, or
+    serve the dashboard on a port that is taken (checked now, not after the whole loop has run)."""
+    if work_orders < 1:
+        raise UsageError(f"--work-orders must be at least 1, got {work_orders}")
+    if not 0 <= flagged <= work_orders:
+        raise UsageError(
+            f"--flagged must be between 0 and --work-orders ({work_orders}), got {flagged}: "
+            "the admin flags some of the seeded work orders"
+        )
+    if serve_port is not None:
+        from sync.service.daemon import bind_listener
+
+        bind_listener("127.0.0.1", serve_port, setting="--port").close()
+
+
 def _serve(ctx: SyncContext, console: Console, port: int) -> None:
     """Keep the emulators and a daemon running so the dashboard can be explored; Ctrl-C ends it."""
     from sync.service.daemon import Daemon, serve
@@ -241,30 +259,42 @@ def _serve(ctx: SyncContext, console: Console, port: int) -> None:
     def started(url: str) -> None:
         console.print(f"[bold green]dashboard[/] {url}/   (daemon running on the emulators; Ctrl-C to stop)")
 
-    serve(Daemon(ctx), "127.0.0.1", port, on_started=started)
+    serve(Daemon(ctx), "127.0.0.1", port, on_started=started, port_setting="--port")
 
 
 def _print_records(console: Console, sf: SalesforceEmulator, ids: list[str]) -> None:
-    table = Table(
-        *[name.replace("Dispatch_", "").replace("__c", "") for name in SHOWN], title="CRM work orders"
-    )
-    for wo in ids:
-        record: dict[str, Any] = sf.get("WorkOrder", wo)
-        table.add_row(*[_short(record.get(name)) for name in SHOWN])
-    console.print(table)
+    """Whole values (an error quotes Dispatch's JSON answer): long ones wrap, the work order number is never
+    cut; a terminal too narrow for the table gets one block per work order."""
+    fields = [
+        Field(
+            name.replace("Dispatch_", "").replace("__c", ""),
+            key=name == "WorkOrderNumber",
+            head=n < 2,
+            min_width=MESSAGE_WIDTH if name == "Dispatch_Error__c" else MIN_TEXT_WIDTH,
+        )
+        for n, name in enumerate(SHOWN)
+    ]
+    rows = [[_cell(sf.get("WorkOrder", wo).get(name)) for name in SHOWN] for wo in ids]
+    print_records(console, fields, rows, title="CRM work orders")
 
 
-def _short(value: Any) -> str:
+def _cell(value: Any) -> str:
     if value is None:
         return ""
-    text = value.strftime("%m-%d %H:%M") if hasattr(value, "strftime") else str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return value.strftime("%m-%d %H:%M") if hasattr(value, "strftime") else str(value)
+
+
+LOG_FIELDS = (
+    Field("level", head=True),
+    Field("dir", head=True),
+    Field("entity", head=True),
+    Field("CRM id", key=True),
+    Field("message", min_width=MESSAGE_WIDTH),
+)
 
 
 def _print_log(console: Console, ctx: SyncContext) -> None:
     with session_scope(ctx.engine) as session:
         rows = query_log(session, level="warning", limit=20)
-    table = Table("level", "dir", "entity", "CRM id", "message", title="sync log (warnings and errors)")
-    for row in rows:
-        table.add_row(row.level, row.direction, row.entity or "", row.crm_record_id or "", row.message[:90])
-    console.print(table)
+    cells = [(row.level, row.direction, row.entity, row.crm_record_id, row.message) for row in rows]
+    print_records(console, LOG_FIELDS, cells, title="sync log (warnings and errors)")

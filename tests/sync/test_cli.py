@@ -93,3 +93,67 @@ def test_machines_prints_tables_and_writes_diagrams(tmp_path: Path, kind: str) -
     assert result.returncode == 0, result.stderr
     assert f"{kind} machine" in result.stdout
     assert "stateDiagram" in (tmp_path / "d" / f"{kind}.mmd").read_text()
+
+
+def test_version_is_the_package_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = run(["--version"], tmp_path)
+    assert result.returncode == 0 and result.stdout == f"dispatch-connector {version('dispatch-connector')}\n"
+
+
+def _store_with(tmp_path: Path, *rows: object) -> str:
+    from sync.store.db import make_engine, session_scope, upgrade
+
+    url = f"sqlite:///{tmp_path}/dispatch_connector.db"
+    engine = make_engine(url)
+    upgrade(engine)
+    with session_scope(engine) as session:
+        session.add_all(rows)
+    engine.dispose()
+    return url
+
+
+def test_retry_dead_requeues_dead_messages(tmp_path: Path) -> None:
+    from sync.store.dbtypes import utcnow
+    from sync.store.models import InboxMessage
+
+    dead = InboxMessage(message_id="m-1", system="dispatch_connect", status="dead", received_at=utcnow())
+    _store_with(tmp_path, dead)
+    result = run(["retry", "--dead"], tmp_path)
+    assert result.returncode == 0 and result.stdout == "requeued 1 dead message(s)\n"
+    assert "new        1" in run(["inbox"], tmp_path).stdout
+
+
+def test_publish_dry_run_prints_the_payloads_as_json(tmp_path: Path) -> None:
+    from connector.sandbox.salesforce.emulator import SalesforceEmulator
+
+    fixture = Path(__file__).resolve().parents[2] / "connector/sandbox/fixtures/field_service_org.yaml"
+    _store_with(tmp_path)
+    with SalesforceEmulator(fixture) as sf:
+        wo = sf.insert(
+            "WorkOrder",
+            {
+                "Subject": "Fix",
+                "Status": "New",
+                "Street": "1 Main St",
+                "City": "Salem",
+                "State": "OR",
+                "PostalCode": "97301",
+                "Dispatch_Send__c": "2026-11-25T09:00:00Z",
+            },
+        )
+        result = run(
+            ["publish", "--dry-run"],
+            tmp_path,
+            SALESFORCE_INSTANCE_URL=sf.base_url,
+            SALESFORCE_USERNAME="integration@fieldservice.example",
+            SALESFORCE_PASSWORD="demo-password",
+            SALESFORCE_SECURITY_TOKEN="demo-token",
+            SALESFORCE_CA_BUNDLE=str(sf.ca_path),
+            DISPATCH_PUBLIC_KEY="organization|1|x",
+            DISPATCH_SECRET="ab" * 32,
+        )
+    assert result.returncode == 0, result.stderr
+    payloads = json.loads(result.stdout)  # stdout is the payloads only; the summary is on stderr
+    assert wo in json.dumps(payloads) and result.stderr.startswith("read 1, changed 1")

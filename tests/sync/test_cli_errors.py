@@ -7,14 +7,18 @@ a test needs an error that a healthy store and no network cannot produce.
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import exc as sa_exc
 
+from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
+from connector.sandbox.salesforce.emulator import SalesforceEmulator
 from sync.service.cli.exits import exit_for
 from sync.store.db import make_engine, upgrade
 
@@ -174,8 +178,10 @@ def test_state_machine_refusal_exits_1(tmp_path: Path, store: str) -> None:
 
 def test_status_of_an_unknown_record_exits_3(tmp_path: Path, store: str) -> None:
     result = run(["status", "0WO-unknown"], tmp_path, DATABASE_URL=store)
-    assert result.code == 3
-    assert '"known": false' in result.stdout and result.line.startswith("attention: no record '0WO-unknown'")
+    assert result.code == 3 and result.stdout == ""
+    assert result.line.startswith("attention: no record '0WO-unknown'")
+    as_json = run(["status", "0WO-unknown", "--json"], tmp_path, DATABASE_URL=store)
+    assert as_json.code == 3 and '"known": false' in as_json.stdout
 
 
 def test_unexpected_error_exits_1_as_internal_error_without_traceback(tmp_path: Path, store: str) -> None:
@@ -238,3 +244,238 @@ def test_route_to_an_unconfigured_back_end_exits_2_naming_file_and_key(tmp_path:
         f"error: mapping file {mapping}: objects.WorkOrder.route.map.High: back end 'dispatch_euu' is not "
         "configured (configured: dispatch_connect)"
     )
+
+
+# --- issue 17: expected mistakes seen as tracebacks or wrong answers ------------------------------------
+
+FIXTURE = (
+    Path(__file__).resolve().parents[2] / "connector" / "sandbox" / "fixtures" / "field_service_org.yaml"
+)
+SALESFORCE = {
+    "SALESFORCE_INSTANCE_URL": "https://127.0.0.1:9",
+    "SALESFORCE_USERNAME": "u",
+    "SALESFORCE_PASSWORD": "p",
+}
+
+
+@pytest.fixture
+def salesforce() -> Iterator[SalesforceEmulator]:
+    with SalesforceEmulator(FIXTURE) as emulator:
+        yield emulator
+
+
+def login(sf: SalesforceEmulator, *, trusted: bool = True) -> dict[str, str]:
+    """The environment that logs the CLI in to the emulator (trusting its CA unless told not to)."""
+    env = {
+        "SALESFORCE_INSTANCE_URL": sf.base_url,
+        "SALESFORCE_USERNAME": "integration@fieldservice.example",
+        "SALESFORCE_PASSWORD": "demo-password",
+        "SALESFORCE_SECURITY_TOKEN": "demo-token",
+    }
+    return {**env, "SALESFORCE_CA_BUNDLE": str(sf.ca_path)} if trusted else env
+
+
+@pytest.mark.parametrize("command", [["status", "0WO1"], ["inbox"], ["db", "current"], ["retry", "--dead"]])
+def test_database_url_of_unknown_kind_exits_2_for_every_command(tmp_path: Path, command: list[str]) -> None:
+    result = run(command, tmp_path, DATABASE_URL="foo://bar")
+    assert result.code == 2 and result.line.startswith("error: DATABASE_URL names a database")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
+@pytest.mark.parametrize("command", [["log"], ["status", "0WO1"], ["db", "upgrade"]])
+def test_database_in_a_read_only_folder_exits_2(tmp_path: Path, store: str, command: list[str]) -> None:
+    folder = Path(store.removeprefix("sqlite:///")).parent
+    for leftover in folder.glob("store.db-*"):
+        leftover.unlink()
+    folder.chmod(0o555)
+    try:
+        result = run(command, tmp_path, DATABASE_URL=store)
+    finally:
+        folder.chmod(0o755)
+    assert result.code == 2 and "the database in DATABASE_URL cannot be used" in result.line
+
+
+def test_read_only_database_is_still_read_by_log_and_status(tmp_path: Path, store: str) -> None:
+    read_only = f"sqlite:///file:{store.removeprefix('sqlite:///')}?mode=ro&uri=true"
+    assert run(["log"], tmp_path, DATABASE_URL=read_only).code == 0
+    result = run(["status", "0WO1"], tmp_path, DATABASE_URL=read_only)
+    assert result.code == 3 and result.line.startswith("attention: no record '0WO1'")
+
+
+def test_missing_ca_bundle_exits_2_naming_the_setting_and_the_path(tmp_path: Path, store: str) -> None:
+    env = {**SALESFORCE, "SALESFORCE_CA_BUNDLE": "/nonexistent.pem"}
+    result = run(WHERE, tmp_path, DATABASE_URL=store, **env)
+    assert result.code == 2 and result.line == "error: SALESFORCE_CA_BUNDLE: no such file: /nonexistent.pem"
+
+
+def test_ca_bundle_that_is_not_a_certificate_exits_2(tmp_path: Path, store: str) -> None:
+    (tmp_path / "notes.pem").write_text("not a certificate\n")
+    env = {**SALESFORCE, "SALESFORCE_CA_BUNDLE": str(tmp_path / "notes.pem")}
+    result = run(WHERE, tmp_path, DATABASE_URL=store, **env)
+    assert result.code == 2
+    assert result.line.startswith(
+        f"error: SALESFORCE_CA_BUNDLE: {tmp_path / 'notes.pem'} holds no usable PEM"
+    )
+
+
+def test_self_signed_endpoint_without_ca_bundle_exits_2_saying_to_set_it(
+    tmp_path: Path, store: str, salesforce: SalesforceEmulator
+) -> None:
+    result = run(WHERE, tmp_path, DATABASE_URL=store, **login(salesforce, trusted=False))
+    assert result.code == 2
+    assert result.line.startswith(f"error: the certificate of {salesforce.base_url} is not trusted (")
+    assert "set SALESFORCE_CA_BUNDLE to the CA file" in result.line and "SSLError" not in result.line
+    assert "temporary" not in result.line  # a settings error, not an outage to retry
+
+
+def test_flag_with_the_emulator_ca_works(tmp_path: Path, store: str, salesforce: SalesforceEmulator) -> None:
+    salesforce.insert("WorkOrder", {"Subject": "a", "Status": "New", "City": "O'Brien"})
+    args = ["flag", "WorkOrder", "--where", "City = {city}", "--param", "city=O'Brien"]
+    result = run(args, tmp_path, DATABASE_URL=store, **login(salesforce))
+    assert result.code == 0, result.stderr
+    assert result.stdout.strip() == "flagged 1 WorkOrder record(s)"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--where", "City = {city}", "--param", "town=Boston"],
+            "error: --where uses {city} but no value was given: add --param city=VALUE (given: town)",
+        ),
+        (
+            ["--where", "City = {city}"],
+            "error: --where uses {city} but no value was given: add --param city=VALUE (given: none)",
+        ),
+        (
+            ["--where", "City = 'Boston'", "--param", "town"],
+            "error: --param 'town': write it as NAME=VALUE, e.g. --param city=Boston",
+        ),
+        (
+            ["--where", "City = 'Boston'", "--param", "town=Boston"],
+            "error: --param town is not used: --where has no {town} (its placeholders: none)",
+        ),
+        (
+            ["--where", "City = {}", "--param", "city=Boston"],
+            'error: --where placeholders must be named, e.g. "City = {city}" with --param city=Boston',
+        ),
+        (
+            ["--where", "City = {city", "--param", "city=Boston"],
+            "error: --where: expected '}' before end of string; write a literal brace twice ({{ or }})",
+        ),
+    ],
+)
+def test_flag_placeholders_and_params_are_checked_before_anything_is_sent(
+    tmp_path: Path, args: list[str], line: str
+) -> None:
+    # no store and no Salesforce: the condition is refused first
+    result = run(
+        ["flag", "WorkOrder", *args], tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/none.db", **SALESFORCE
+    )
+    assert result.code == 2 and result.line == line
+    assert not (tmp_path / "none.db").exists()
+
+
+def _hold_port() -> socket.socket:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
+
+
+def test_run_on_a_port_in_use_exits_2_before_any_job_runs(tmp_path: Path, store: str) -> None:
+    holder = _hold_port()
+    port = str(holder.getsockname()[1])
+    try:
+        result = run(["run", "--role", "poller"], tmp_path, DATABASE_URL=store, DASHBOARD_PORT=port)
+    finally:
+        holder.close()
+    assert result.code == 2
+    assert result.line == (
+        f"error: port {port} on 127.0.0.1 is already in use (another daemon or demo?); stop what holds it or "
+        "choose another port with DASHBOARD_PORT"
+    )
+    with sqlite3.connect(store.removeprefix("sqlite:///")) as connection:  # a poll job would log its failure
+        assert connection.execute("SELECT count(*) FROM sync_log").fetchone() == (0,)
+
+
+def test_demo_serve_on_a_port_in_use_exits_2_before_the_demo_runs(tmp_path: Path) -> None:
+    holder = _hold_port()
+    port = str(holder.getsockname()[1])
+    try:
+        result = run(["demo", "--serve", "--port", port], tmp_path)
+    finally:
+        holder.close()
+    assert result.code == 2 and result.line.endswith("choose another port with --port")
+    assert result.stdout == ""  # no emulator started, nothing published
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--work-orders", "5", "--flagged", "10"],
+            "error: --flagged must be between 0 and --work-orders (5), got 10: the admin flags some of the "
+            "seeded work orders",
+        ),
+        (
+            ["--flagged", "-3"],
+            "error: --flagged must be between 0 and --work-orders (50), got -3: the admin flags some of the "
+            "seeded work orders",
+        ),
+        (["--work-orders", "0"], "error: --work-orders must be at least 1, got 0"),
+    ],
+)
+def test_demo_counts_are_checked(tmp_path: Path, args: list[str], line: str) -> None:
+    result = run(["demo", *args], tmp_path)
+    assert result.code == 2 and result.line == line and result.stdout == ""
+
+
+def test_dispatch_signature_refusal_names_dispatch_public_key(tmp_path: Path, store: str) -> None:
+    with DispatchEmulator("organization|1|x", "ab" * 32) as dispatch:
+        env = {"DISPATCH_BASE_URL": dispatch.base_url, "DISPATCH_PUBLIC_KEY": "organization|1|x"}
+        result = run(["poll"], tmp_path, DATABASE_URL=store, DISPATCH_SECRET="cd" * 32, **env)
+    assert result.code == 1
+    assert (
+        "check DISPATCH_SECRET and that DISPATCH_PUBLIC_KEY 'organization|1|x' belongs to it" in result.line
+    )
+    assert "cd" * 32 not in result.stderr
+
+
+def test_db_current_of_a_store_that_needs_an_upgrade_exits_3(tmp_path: Path, store: str) -> None:
+    with sqlite3.connect(store.removeprefix("sqlite:///")) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0003'")
+    result = run(["db", "current"], tmp_path, DATABASE_URL=store)
+    assert result.code == 3
+    assert result.stdout.startswith("schema 0003 (program needs ")
+    assert result.line.startswith("attention: database ") and result.line.endswith(
+        "is at schema 0003, this program needs 0004; run `dispatch-connector db upgrade`"
+    )
+
+
+def test_db_current_of_an_empty_database_exits_3(tmp_path: Path) -> None:
+    result = run(["db", "current"], tmp_path, DATABASE_URL=f"sqlite:///{tmp_path}/empty.db")
+    assert result.code == 3 and result.line.endswith(
+        "has no connector tables; run `dispatch-connector db upgrade`"
+    )
+
+
+def test_db_current_up_to_date_exits_0(tmp_path: Path, store: str) -> None:
+    result = run(["db", "current"], tmp_path, DATABASE_URL=store)
+    assert result.code == 0 and "up to date" in result.stdout and result.stderr == ""
+
+
+def test_retry_without_a_flag_explains_itself(tmp_path: Path, store: str) -> None:
+    result = run(["retry"], tmp_path, DATABASE_URL=store)
+    assert result.code == 2
+    assert result.line == (
+        "error: retry what? --dead requeues dead inbox messages, --writebacks queues failed CRM write-backs "
+        "again (both may be given)"
+    )
+
+
+@pytest.mark.parametrize("command", [["log"], ["inbox"]])
+def test_limit_below_one_is_refused(tmp_path: Path, store: str, command: list[str]) -> None:
+    result = run([*command, "--limit", "-1"], tmp_path, DATABASE_URL=store)
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert "Error: Invalid value for '--limit': -1 is not in the range x>=1." in result.stderr

@@ -10,7 +10,7 @@ picks the exit code:
     2  usage or settings: a bad option (click's own message), a bad setting or DATABASE_URL, a bad mapping
        file, a store not migrated ("run `dispatch-connector db upgrade`")
     3  needs attention: the command ran but its answer needs a person (`status` or `replay` of an id the
-       store does not know)
+       store does not know, `db current` of a store that needs an upgrade, `process` with a failure)
 
 Anything else is a bug: exit 1 with "internal error: <Type>: <message>"; set DISPATCH_CONNECTOR_DEBUG=1 to get
 the traceback as well. The same table is in docs/cli.md.
@@ -37,6 +37,9 @@ __all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(
+    package_name="dispatch-connector", prog_name="dispatch-connector", message="%(prog)s %(version)s"
+)
 @click.option(
     "--config",
     "config_file",

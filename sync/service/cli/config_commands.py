@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from sync.service.cli.common import _Ctx, console, pass_ctx
+from sync.service.cli.render import Field, print_records
 
 
 @click.group()
@@ -25,10 +26,9 @@ def config_show(ctx: _Ctx, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(shown, indent=2))
         return
-    table = Table("setting (environment variable)", "value")
-    for name, value in shown.items():
-        table.add_row(name.upper(), "" if value is None else value)
-    console.print(table)
+    fields = (Field("setting (environment variable)", key=True, head=True), Field("value", min_width=24))
+    rows = [(name.upper(), "" if value is None else str(value)) for name, value in shown.items()]
+    print_records(console, fields, rows)
 
 
 @click.command()

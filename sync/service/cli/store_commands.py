@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from sync.errors import NeedsAttention, StoreNotReady
 from sync.service.cli.common import _Ctx, pass_ctx
 
 
@@ -40,10 +41,14 @@ def db_downgrade(ctx: _Ctx, revision: str) -> None:
 @db.command("current")
 @pass_ctx
 def db_current(ctx: _Ctx) -> None:
-    """Show the database's schema revision and whether it is the one this program needs."""
-    from sync.store.db import current_revision, head_revision
+    """Show the database's schema revision and whether it is the one this program needs (exit 3 if not)."""
+    from sync.store.db import check_schema, current_revision, head_revision
 
     engine = ctx.engine(check=False)
     current, head = current_revision(engine), head_revision()
     state = "up to date" if current == head else "needs `dispatch-connector db upgrade`"
     click.echo(f"schema {current or 'none'} (program needs {head}): {state}")
+    try:
+        check_schema(engine)
+    except StoreNotReady as exc:  # the same words as every other command, but an answer, not a refusal
+        raise NeedsAttention(str(exc)) from None

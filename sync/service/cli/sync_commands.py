@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from sync.errors import SettingsError, SyncError
+from sync.errors import SettingsError, SyncError, UsageError
 from sync.service.cli.common import _context, _Ctx, err_console, pass_ctx
 
 
@@ -25,17 +25,31 @@ from sync.service.cli.common import _context, _Ctx, err_console, pass_ctx
     multiple=True,
     metavar="NAME=VALUE",
     help='Value for a {NAME} placeholder in --where, quoted safely: --where "City = {city}" '
-    '--param city="O\'Brien"',
+    '--param city="O\'Brien". Every placeholder needs one, and every one given must be used.',
 )
 @click.option("--unset", is_flag=True, help="Clear the flag instead of setting it.")
 @pass_ctx
 def flag(ctx: _Ctx, crm_object: str, where: str, params: tuple[str, ...], unset: bool) -> None:
     """Bulk-flag CRM records for Dispatch (sets the mapping's flag field)."""
-    from sync.service.admin import flag_records
+    from sync.service.admin import flag_records, soql_condition
 
-    values = dict(p.split("=", 1) for p in params if "=" in p)
+    values = parse_params(params)
+    soql_condition(where, values)  # a bad condition stops here, before the store or Salesforce is opened
     count = flag_records(_context(ctx), crm_object, where, params=values, unset=unset)
     click.echo(f"{'unflagged' if unset else 'flagged'} {count} {crm_object} record(s)")
+
+
+def parse_params(params: tuple[str, ...]) -> dict[str, str]:
+    """`--param NAME=VALUE` options as a dict; anything else is refused rather than silently dropped."""
+    values: dict[str, str] = {}
+    for param in params:
+        name, equals, value = param.partition("=")
+        if not equals or not name.strip():
+            raise UsageError(f"--param {param!r}: write it as NAME=VALUE, e.g. --param city=Boston")
+        if name in values:
+            raise UsageError(f"--param {name} is given twice")
+        values[name] = value
+    return values
 
 
 @click.command()
