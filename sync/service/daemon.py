@@ -35,7 +35,7 @@ from sync.service.mapping_check import require_mapping_ok
 from sync.service.metrics import Metrics
 from sync.store.db import session_scope
 from sync.store.locks import LockHeld
-from sync.store.synclog import purge_log, write_log
+from sync.store.synclog import error_words, purge_log, write_log
 from sync.writeback.logmirror import mirror_log
 from sync.writeback.queue import flush_writebacks
 
@@ -158,7 +158,7 @@ class Daemon:
 
     def _failed(self, name: str, exc: Exception) -> None:
         assert self.metrics is not None
-        message = f"{type(exc).__name__}: {exc}"
+        message = error_words(exc)  # support reads it (health, sync log): the cause in words, never SQL
         self.health.finished(name, "error", error=message)
         self.metrics.job_runs.labels(job=name, result="error").inc()
         self.metrics.errors.labels(kind=f"{name}:{type(exc).__name__}").inc()
