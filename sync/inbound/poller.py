@@ -24,7 +24,7 @@ from sync.store.db import session_scope
 from sync.store.dbtypes import utcnow
 from sync.store.locks import single_instance
 from sync.store.models import InboxMessage
-from sync.store.synclog import write_log
+from sync.store.synclog import error_words, write_log
 
 MAX_PAGES_PER_DRAIN = 1000
 ACK_THREADS = 10
@@ -124,7 +124,7 @@ def _store_one(
                 before_store(message)
             new = store_delivery(session, message)
     except Exception as exc:  # storing failed: not settled, the source redelivers it
-        report.store_failures.append(f"{message.id}: {exc}")
+        report.store_failures.append(f"{message.id}: {error_words(exc)}")
         _log_store_failure(ctx, message, exc)
         return False
     _count_stored(report, message, new)
@@ -144,7 +144,7 @@ def _log_store_failure(ctx: SyncContext, message: Delivery, exc: Exception) -> N
             write_log(
                 session,
                 f"could not store message {message.id}; not acknowledged, {message.system} will "
-                f"redeliver it: {type(exc).__name__}: {exc}",
+                f"redeliver it: {error_words(exc)}",
                 level="error",
                 direction="in",
                 msg_id=message.id,

@@ -81,3 +81,19 @@ def test_auto_assign_failures_and_unknown_types_carry_the_crm_record(harness: Ha
     by_entity = {row.entity: row for row in rows}
     assert by_entity["auto_assign_technician"].crm_record_id == wo
     assert by_entity["spaceship"].crm_record_id == wo and by_entity["spaceship"].external_id == wo
+
+
+def test_a_store_failure_is_logged_in_words_without_sql(harness: Harness) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    harness.dispatch.emit("calendar_event", {"external_id": "E-1"})
+
+    def broken_store(_: object) -> None:
+        raise IntegrityError(
+            "INSERT INTO inbox_message (payload) VALUES (?)", {"payload": "x"}, Exception("disk full")
+        )
+
+    report = drain_pull_channels(harness.ctx, before_store=broken_store)
+    assert report.store_failures and report.acked == 0
+    (message,) = _errors(harness)
+    assert "disk full" in message and "INSERT" not in message and "payload" not in message
