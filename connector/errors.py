@@ -39,3 +39,9 @@ class PushRejected(RemoteRejected):
 class MalformedDelivery(ConnectorError):
     """A delivery (a polled message or a pushed body) cannot be read as its back end's format; the message
     says which part is wrong, so support can fix the sender or the translation and replay it."""
+
+
+class LookupRefused(ConnectorError):
+    """A look-up (match organizations or technicians, availability) was not sent: its inputs cannot give a
+    meaningful answer (a malformed postal code, an end before the start, a duration of zero). The message
+    names the input, what it holds and what is allowed."""

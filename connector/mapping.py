@@ -40,6 +40,9 @@ from connector.mapping_writes import (
     LogObjectSpec as LogObjectSpec,
 )
 from connector.mapping_writes import (
+    LookupSpec as LookupSpec,
+)
+from connector.mapping_writes import (
     NotesSpec as NotesSpec,
 )
 from connector.mapping_writes import (
@@ -222,6 +225,8 @@ class ObjectSpec(StrictModel):
     pending: PendingSpec | None = None
     write_back: WriteBackSpec = Field(default_factory=WriteBackSpec)
     inbound_jobs: InboundJobSpec = Field(default_factory=InboundJobSpec)
+    # Where `match` / `availability --work-order` read the record's place and needs (optional).
+    lookups: LookupSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ObjectSpec:

@@ -96,3 +96,41 @@ class InboxMessagesSpec(StrictModel):
     record_contact_field: str | None = (
         None  # the work order's field holding its contact (WorkOrder.ContactId)
     )
+
+
+class LookupSpec(StrictModel):
+    """Where the look-ups (`match orgs|technicians`, `availability slots|schedule` with `--work-order`) read
+    a record's place and needs, and the field `match orgs --assign` writes. Values are CRM field names (a
+    related field as `Account.Name`); every key but `postal_code` may be left out (None: not read)."""
+
+    postal_code: str
+    street: str | None = None
+    city: str | None = None
+    state: str | None = None
+    trades: str | None = None  # a multi-select picklist (`;`) or a list separated by `,` or `|`
+    duration_minutes: str | None = None  # a number of minutes
+    timezone: str | None = None  # an IANA name, e.g. America/Chicago
+    provider_field: str | None = None  # a lookup to Account: set to the best match's Account by --assign
+
+    @field_validator("postal_code", "street", "city", "state", "trades", "duration_minutes", "timezone")
+    @classmethod
+    def _field_path(cls, value: str | None) -> str | None:
+        if value is not None and not all(part.isidentifier() for part in value.split(".")):
+            raise ValueError(
+                f"{value!r} is not a CRM field name (letters, digits, _; related fields with '.')"
+            )
+        return value
+
+    @field_validator("provider_field")
+    @classmethod
+    def _own_field(cls, value: str | None) -> str | None:
+        if value is not None and not value.isidentifier():
+            raise ValueError(
+                f"{value!r} must be a field of the object itself (it is written), e.g. Provider__c"
+            )
+        return value
+
+    def crm_fields(self) -> list[str]:
+        """The fields read from the record (the provider field too: the current value is shown)."""
+        names = (self.postal_code, self.street, self.city, self.state, self.trades, self.duration_minutes)
+        return [n for n in (*names, self.timezone, self.provider_field) if n]

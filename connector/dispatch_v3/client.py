@@ -118,6 +118,11 @@ class DispatchV3Client:
             next_offset = page.get("next_offset")
             offset = int(next_offset) if next_offset is not None else None
 
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """GET any API path (the look-ups' search and availability endpoints: dispatch_v3/lookups.py) with the
+        same token handling and retries; a list value repeats its key (`user_external_id[]=a&...`)."""
+        return self._call("GET", path, params=params)
+
     # -- auth ------------------------------------------------------------------------------------
 
     def token(self, *, renew: bool = False, stale: str | None = None) -> str:

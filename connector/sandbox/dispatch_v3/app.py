@@ -18,6 +18,8 @@ from connector.dispatch_v3.validation import normalize_work_order
 from connector.sandbox.dispatch_v3 import lifecycle
 from connector.sandbox.dispatch_v3.control import CONTROL_METHODS, FieldRefused
 from connector.sandbox.dispatch_v3.listing import QueryError, page, parse_query
+from connector.sandbox.dispatch_v3.lookup_routes import LOOKUP_ENDPOINTS, LookupApi
+from connector.sandbox.dispatch_v3.lookups import LookupBook
 from connector.sandbox.dispatch_v3.store import Record, V3Store, parse_iso
 from connector.sandbox.dispatch_v3.tokens import TokenBook
 from connector.sandbox.server import Faults, apply_faults
@@ -26,6 +28,7 @@ from statemachines import EntityState, StateMachineError, request_change
 ENDPOINTS = (
     "token", "workorder", "jobs.get", "jobs.patch", "jobs.list",
     "appointments.post", "appointments.get", "appointments.patch", "appointments.list",
+    *LOOKUP_ENDPOINTS.values(),
 )  # fmt: skip
 JOB_PATCH_FIELDS = ("status", "title", "description")
 APPOINTMENT_PATCH_FIELDS = ("status", "time", "duration")
@@ -34,6 +37,7 @@ Handler = Callable[[Request, int | None], Response]
 
 class EmulatorSurface(Protocol):
     store: V3Store
+    lookups: LookupBook
     tokens: TokenBook
     faults: Faults
     latency_s: float
@@ -53,6 +57,10 @@ class EmulatorSurface(Protocol):
     def jobs(self) -> list[Record]: ...
 
     def appointments(self) -> list[Record]: ...
+
+    def technicians(self) -> list[Record]: ...
+
+    def service_providers(self) -> list[Record]: ...
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -75,6 +83,7 @@ class DispatchV3App:
     def __init__(self, emulator: EmulatorSurface) -> None:
         self.emulator = emulator
         self.store = emulator.store
+        self.lookups = LookupApi(emulator.lookups)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -118,6 +127,9 @@ class DispatchV3App:
             routes = {"POST": ("workorder", self.create_work_order)}
         elif path == "/v3/jobs":
             routes = {"GET": ("jobs.list", self.list_jobs)}
+        elif path in LOOKUP_ENDPOINTS:
+            name = LOOKUP_ENDPOINTS[path]
+            routes = {"GET": (name, self.lookups.handler(name))}
         elif path == "/v3/appointments":
             routes = {
                 "GET": ("appointments.list", self.list_appointments),
@@ -280,6 +292,8 @@ class DispatchV3App:
                 "state": emulator.state,
                 "jobs": emulator.jobs,
                 "appointments": emulator.appointments,
+                "technicians": emulator.technicians,
+                "providers": emulator.service_providers,
             }
             view = views.get(path)
             return error(404, f"no control resource {path!r}") if view is None else json_response(view())

@@ -24,6 +24,10 @@ CONTROL_METHODS = {
     "complete": "complete",
     "cancel": "cancel",
     "reject": "reject",
+    # seeding the look-ups (lookups.LookupControl)
+    "add_technician": "add_technician",
+    "book_technician": "book_technician",
+    "add_provider": "add_provider",
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any, overload
 
 from connector.sandbox.dispatch_v3.app import ENDPOINTS, DispatchV3App
 from connector.sandbox.dispatch_v3.control import FieldControl
+from connector.sandbox.dispatch_v3.lookups import LookupBook, LookupControl
 from connector.sandbox.dispatch_v3.store import Record, V3Store
 from connector.sandbox.dispatch_v3.tokens import TokenBook
 from connector.sandbox.server import EmulatorServer, Faults
@@ -25,7 +26,7 @@ from connector.sandbox.server import EmulatorServer, Faults
 __all__ = ["DispatchV3Emulator", "serve"]
 
 
-class DispatchV3Emulator(FieldControl):
+class DispatchV3Emulator(FieldControl, LookupControl):
     """A local Dispatch v3 account on plain HTTP (TLS when given a context). Use as a context manager or
     `start()`/`stop()`."""
 
@@ -50,6 +51,7 @@ class DispatchV3Emulator(FieldControl):
         self.workorder_path = "/" + workorder_path.strip("/")
         self.faults = faults or Faults()
         self.store = V3Store(clock)
+        self.lookups = LookupBook(self.store)
         self.tokens = TokenBook(client_id, client_secret, clock, token_ttl_s)
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
@@ -96,7 +98,8 @@ class DispatchV3Emulator(FieldControl):
     @property
     def counts(self) -> dict[str, int]:
         """Requests per endpoint ("token", "workorder", "jobs.get", "jobs.patch", "jobs.list",
-        "appointments.post", "appointments.get", "appointments.patch", "appointments.list"), counted before
+        "appointments.post", "appointments.get", "appointments.patch", "appointments.list", and the look-ups'
+        "search.oms", "search.contractors", "availability.slots", "availability.schedule"), counted before
         faults and authentication; also "unauthorized" (401s on a bearer token) and "control"."""
         with self._counts_lock:
             return dict(self._counts)

@@ -27,6 +27,7 @@ from sync.service.cli.common import _Ctx
 from sync.service.cli.config_commands import config, machines
 from sync.service.cli.convert_commands import convert
 from sync.service.cli.exits import debug_enabled, exit_for, internal_error_line
+from sync.service.cli.lookup_commands import availability, match
 from sync.service.cli.mapping_commands import mapping
 from sync.service.cli.sandbox_commands import demo, sandbox
 from sync.service.cli.store_commands import db
@@ -68,6 +69,8 @@ COMMANDS = (
     retry,
     run,
     convert,
+    match,
+    availability,
     mapping,
 )
 for _command in (*COMMANDS, demo, sandbox):
