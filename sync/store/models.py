@@ -199,6 +199,31 @@ class WriteBack(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
 
 
+class FileFetch(SQLModel, table=True):
+    """A file from the field to store in the CRM (a note's file, a billing document's PDF). Fetched and
+    uploaded by the file job outside any message's transaction; `content_version_id` is set once, so a
+    redelivered note never stores its file twice. Unique per (system, token, CRM record)."""
+
+    __tablename__ = "file_fetch"
+    __table_args__ = (
+        UniqueConstraint("system", "token", "crm_object", "crm_id", name="uq_file_fetch_token"),
+        Index("ix_file_fetch_pending", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    token: str = Field(max_length=255)
+    system: str = _system()
+    crm_object: str = Field(max_length=80)
+    crm_id: str = Field(max_length=18)
+    format: str = Field(default="original", max_length=40)
+    title: str | None = Field(default=None, max_length=255)
+    status: str = Field(default="pending", max_length=16)  # pending|done|failed
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts()
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    content_version_id: str | None = Field(default=None, max_length=18)
+
+
 class SyncLog(SQLModel, table=True):
     """What support staff read: every error and warning of both directions, and notable events."""
 
@@ -239,6 +264,7 @@ __all__ = [
     "TRACKED_RECORDS",
     "WRITE_BACKS",
     "EntityStateRow",
+    "FileFetch",
     "InboxMessage",
     "Lease",
     "OutboxBatch",
