@@ -45,3 +45,14 @@ class LookupRefused(ConnectorError):
     """A look-up (match organizations or technicians, availability) was not sent: its inputs cannot give a
     meaningful answer (a malformed postal code, an end before the start, a duration of zero). The message
     names the input, what it holds and what is allowed."""
+
+
+class FileUnavailable(RemoteRejected):
+    """A file from the field cannot be had now: its token is unknown or expired, or it is larger than allowed.
+    `token` names it (a file token is no secret: it only names the file). Retrying later may help (a file
+    still being uploaded in the field), so the file queue keeps the row and tries again."""
+
+    def __init__(self, message: str, *, token: str, reason: str) -> None:
+        super().__init__(message)
+        self.token = token
+        self.reason = reason  # not_found | expired | too_large | bad_format

@@ -192,6 +192,35 @@ class Backend(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class FetchedFile:
+    """A file a back end holds (a field photo, a billing document's PDF): its bytes, its MIME type (what
+    the back end's answer said it is) and a name when the back end gives one."""
+
+    content: bytes
+    mime_type: str
+    name: str | None = None
+
+
+@runtime_checkable
+class FileSource(Protocol):
+    """A back end's files, for the engine's file queue and support's commands (`Backend.files`, optional:
+    a back end without it has none). Raise `connector.errors.FileUnavailable` (a token it does not know
+    or that expired, a file over `max_bytes`) or a TransientError (try again later)."""
+
+    def fetch_file(self, token: str, file_format: str = "original", *, max_bytes: int) -> FetchedFile: ...
+
+    def billing_pdfs(self, job_remote_id: str, *, max_bytes: int) -> Mapping[str, FetchedFile]:
+        """Every billing document of the job as a PDF, by the back end's billing document id."""
+        ...
+
+
+def file_source(backend: Backend) -> FileSource | None:
+    """The back end's files, if it has any."""
+    files = getattr(backend, "files", None)
+    return files if isinstance(files, FileSource) else None
+
+
 SessionHook = Callable[[requests.Session, str], None]
 
 

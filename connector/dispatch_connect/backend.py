@@ -23,6 +23,7 @@ from connector.dispatch_connect.client import (
     MalformedPage,
     OutboundMessage,
 )
+from connector.dispatch_connect.files import FILES_SANDBOX_URL, DispatchFiles
 from connector.dispatch_connect.translate import translate_message
 from connector.ports import (
     BackendType,
@@ -59,6 +60,7 @@ class DispatchConnectSettings(BaseModel):
     secret: SecretStr | None = Field(None, description="hex HMAC secret (environment only)")
     acks: bool = Field(True, description="confirm batches by ack events (false: by HTTP 200)")
     timeout_s: float = Field(30.0, gt=0, description="HTTP timeout for Dispatch calls")
+    files_url: str = Field(FILES_SANDBOX_URL, description="Dispatch files-api base URL (field photos, files)")
 
     @field_validator("secret")
     @classmethod
@@ -172,6 +174,7 @@ class DispatchConnectBackend:
         self.destination: Destination = AgentInDestination(system, client, settings)
         self.pull_channels: Sequence[PullChannel] = (AgentOutChannel(system, client),)
         self.push_channels: Sequence[PushChannel] = ()
+        self.files = DispatchFiles(settings.files_url, client, timeout=settings.timeout_s)
 
     def sessions(self) -> Sequence[requests.Session]:
         return (self.client.session,)
@@ -195,11 +198,17 @@ def build(
 
 
 def from_client(
-    client: DispatchConnectClient, *, system: str = "dispatch_connect", acks: bool = True
+    client: DispatchConnectClient,
+    *,
+    system: str = "dispatch_connect",
+    acks: bool = True,
+    files_url: str | None = None,
 ) -> DispatchConnectBackend:
-    """A back end around a client built elsewhere (tests and benchmarks tune its retries)."""
+    """A back end around a client built elsewhere (tests and benchmarks tune its retries); its files come
+    from `files_url`, by default the client's own host (the emulator serves both)."""
     settings = DispatchConnectSettings(
         base_url=client.base_url,
+        files_url=files_url or client.base_url,
         public_key=client.public_key,
         secret=None,
         acks=acks,

@@ -23,7 +23,8 @@ from connector.sandbox.dispatch_connect.control import CONTROL_METHODS
 from connector.sandbox.dispatch_connect.queue import OutboundQueue, ReceiptError
 from connector.sandbox.server import Faults, apply_faults
 
-SIGNED_ENDPOINTS = ("agent/in", "agent/out", "agent/ack")
+SIGNED_ENDPOINTS = ("agent/in", "agent/out", "agent/ack", "agent/billing_document_pdfs")
+DATAFILES = "v1/datafiles/"
 
 
 class EmulatorSurface(Protocol):
@@ -49,6 +50,10 @@ class EmulatorSurface(Protocol):
     def wait_idle(self, timeout: float = ...) -> bool: ...
 
     def state(self) -> dict[str, Any]: ...
+
+    def file_answer(self, token: str, file_format: str) -> tuple[int, bytes, str]: ...
+
+    def billing_pdfs(self, job_id: Any) -> dict[str, str]: ...
 
     def records(self, record_type: str) -> dict[str, dict[str, Any]]: ...
 
@@ -91,6 +96,8 @@ class DispatchApp:
             if status is not None:
                 return error(status, "injected_fault", f"injected fault on {path}")
             return self.signed(path, request)
+        if path.startswith(DATAFILES):
+            return self.datafile(path.removeprefix(DATAFILES), request, environ)
         if path.startswith("control/") or path == "control":
             self.emulator.count("control")
             return self.control(path.removeprefix("control").strip("/"), request)
@@ -125,6 +132,8 @@ class DispatchApp:
             return error(400, "invalid_json", "body must be a JSON object")
         if path == "agent/out":
             return self.poll(data)
+        if path == "agent/billing_document_pdfs":
+            return json_response(self.emulator.billing_pdfs(data.get("job_id")))
         return self.ack(data)
 
     def poll(self, data: dict[str, Any]) -> Response:
@@ -145,6 +154,18 @@ class DispatchApp:
             return error(400, exc.code, str(exc))
         self.emulator.count("acks_error" if data.get("Result") == "error" else "acks")
         return json_response({"status": outcome})
+
+    def datafile(self, rest: str, request: Request, environ: dict[str, Any]) -> Response:
+        """The files-api: `GET v1/datafiles/{token}[/{format}]`, unsigned (the token names the file)."""
+        if request.method != "GET":
+            return error(405, "method_not_allowed", "use GET")
+        self.emulator.count("files")
+        status = apply_faults(self.emulator.faults, "files", environ)
+        if status is not None:
+            return error(status, "injected_fault", "injected fault on files")
+        token, _, file_format = rest.partition("/")
+        status, body, content_type = self.emulator.file_answer(token, file_format or "original")
+        return Response(body, status=status, content_type=content_type)
 
     # -- control API (unsigned; the emulator's own, not Dispatch's) -------------------------------
 

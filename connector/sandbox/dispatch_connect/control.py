@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from connector.sandbox.dispatch_connect import events as ev
+from connector.sandbox.dispatch_connect.files import FileHolding
 from connector.sandbox.dispatch_connect.queue import OutboundQueue
 from connector.sandbox.dispatch_connect.store import RecordStore, json_copy
 
@@ -29,7 +30,7 @@ CONTROL_METHODS = frozenset(
         "add_note", "update_note", "delete_note", "add_attachment", "submit_survey",
         "create_estimate", "create_invoice", "set_billing_status", "record_payment",
         "create_job", "offer", "auto_assign_technician_failed", "auto_assign_org_failed",
-        "calendar_event", "submit_custom_form", "emit",
+        "calendar_event", "submit_custom_form", "emit", "put_file", "expire_file",
     }
 )  # fmt: skip
 
@@ -37,7 +38,7 @@ CONTROL_METHODS = frozenset(
 PAUSING_COMPLETE_REASONS = frozenset({"no_show", "waiting_for_parts", "waiting_on_authorization"})
 
 
-class FieldControl:
+class FieldControl(FileHolding):
     """Technician actions over `store`, emitting to `queue`; the host class provides the state below."""
 
     store: RecordStore
@@ -221,6 +222,7 @@ class FieldControl:
             item.update(file_token=file_token or str(uuid.uuid4()), job_id=job["id"])
             item["external_job_id"] = job.get("external_id")
             self.store.table("attachment")[f"#{item['id']}"] = item
+        self.hold_file(item["file_token"], name)
         self.emit(*ev.attachment(item, job, self._now()))
         return int(item["id"])
 
