@@ -286,15 +286,16 @@ def serve(
 
 def bind_listener(host: str, port: int, *, setting: str = "DASHBOARD_PORT") -> socket.socket:
     """A TCP socket bound to (host, port) for the HTTP server; a SettingsError naming `setting` (and
-    DASHBOARD_HOST) when the port is taken or the address cannot be used."""
+    DASHBOARD_HOST with the daemon's own setting) when the port is taken or the address cannot be used."""
+    check = f"check DASHBOARD_HOST and {setting}" if setting == "DASHBOARD_PORT" else f"check {setting}"
+    if not 0 <= port <= 65535:  # getaddrinfo would take 70000 as 4464
+        raise SettingsError(f"{setting} must be a port number from 0 to 65535, got {port}")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except (socket.gaierror, OverflowError) as exc:
-        raise SettingsError(
-            f"cannot listen on {host}:{port} ({exc}); check DASHBOARD_HOST and {setting}"
-        ) from None
+        raise SettingsError(f"cannot listen on {host}:{port} ({exc}); {check}") from None
     listener = socket.socket(family, kind, proto)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -306,9 +307,7 @@ def bind_listener(host: str, port: int, *, setting: str = "DASHBOARD_PORT") -> s
                 f"port {port} on {host} is already in use (another daemon or demo?); stop what holds it or "
                 f"choose another port with {setting}"
             ) from None
-        raise SettingsError(
-            f"cannot listen on {host}:{port} ({exc.strerror or exc}); check DASHBOARD_HOST and {setting}"
-        ) from None
+        raise SettingsError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); {check}") from None
     return listener
 
 

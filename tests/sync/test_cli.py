@@ -125,6 +125,53 @@ def test_retry_dead_requeues_dead_messages(tmp_path: Path) -> None:
     assert "new        1" in run(["inbox"], tmp_path).stdout
 
 
+def _failed_writeback(crm_object: str, crm_id: str) -> object:
+    from sync.store.dbtypes import utcnow
+    from sync.store.models import WriteBack
+
+    return WriteBack(
+        crm_object=crm_object,
+        crm_id=crm_id,
+        fields={"Dispatch_Error__c": "x"},
+        status="failed",
+        attempts=8,
+        created_at=utcnow(),
+        last_error="INVALID_FIELD",
+    )
+
+
+def _writeback_states(url: str) -> dict[str, tuple[str, int]]:
+    from sqlmodel import Session, select
+
+    from sync.store.db import make_engine
+    from sync.store.models import WriteBack
+
+    engine = make_engine(url)
+    with Session(engine) as session:
+        states = {str(row.crm_id): (row.status, row.attempts) for row in session.exec(select(WriteBack))}
+    engine.dispose()
+    return states
+
+
+def test_retry_writebacks_queues_failed_write_backs_again(tmp_path: Path) -> None:
+    url = _store_with(tmp_path, _failed_writeback("WorkOrder", "0WO1"), _failed_writeback("Account", "001A"))
+    result = run(["retry", "--writebacks"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "queued 2 failed write-back(s) again\n"
+    assert _writeback_states(url) == {"0WO1": ("pending", 0), "001A": ("pending", 0)}
+
+
+def test_retry_writebacks_of_one_object(tmp_path: Path) -> None:
+    url = _store_with(tmp_path, _failed_writeback("WorkOrder", "0WO1"), _failed_writeback("Account", "001A"))
+    result = run(["retry", "--writebacks", "--object", "Account"], tmp_path)
+    assert result.returncode == 0 and result.stdout == "queued 1 failed write-back(s) again\n"
+    assert _writeback_states(url) == {"0WO1": ("failed", 8), "001A": ("pending", 0)}
+    alone = run(["retry", "--dead", "--object", "Account"], tmp_path)
+    assert alone.returncode == 2 and alone.stderr == (
+        "error: --object chooses which failed write-backs to retry: give it with --writebacks\n"
+    )
+
+
 def test_publish_dry_run_prints_the_payloads_as_json(tmp_path: Path) -> None:
     from connector.sandbox.salesforce.emulator import SalesforceEmulator
 

@@ -465,6 +465,33 @@ def test_db_current_up_to_date_exits_0(tmp_path: Path, store: str) -> None:
     assert result.code == 0 and "up to date" in result.stdout and result.stderr == ""
 
 
+def test_process_whose_write_backs_all_failed_exits_3(
+    tmp_path: Path, store: str, salesforce: SalesforceEmulator
+) -> None:
+    from sync.store.db import session_scope
+    from sync.writeback.queue import enqueue_update
+
+    wo = salesforce.insert("WorkOrder", {"Subject": "a", "Status": "New"})
+    engine = make_engine(store)
+    with session_scope(engine) as session:
+        enqueue_update(session, "WorkOrder", wo, {"No_Such_Field__c": "x"}, source="test")
+    engine.dispose()
+    result = run(["process"], tmp_path, DATABASE_URL=store, **login(salesforce))
+    assert result.code == 3
+    assert "CRM records written 0 in 1 call(s), failed 1" in result.stdout
+    assert result.line.startswith(
+        f"attention: 1 CRM write-back(s) failed, the first: WorkOrder {wo}: INVALID_FIELD"
+    )
+    assert result.line.endswith("see `dispatch-connector log --level error`")
+
+
+def test_process_with_nothing_to_do_exits_0(
+    tmp_path: Path, store: str, salesforce: SalesforceEmulator
+) -> None:
+    result = run(["process"], tmp_path, DATABASE_URL=store, **login(salesforce))
+    assert result.code == 0 and result.stderr == ""
+
+
 def test_retry_without_a_flag_explains_itself(tmp_path: Path, store: str) -> None:
     result = run(["retry"], tmp_path, DATABASE_URL=store)
     assert result.code == 2
@@ -479,3 +506,10 @@ def test_limit_below_one_is_refused(tmp_path: Path, store: str, command: list[st
     result = run([*command, "--limit", "-1"], tmp_path, DATABASE_URL=store)
     assert result.code == 2 and "Traceback" not in result.stderr
     assert "Error: Invalid value for '--limit': -1 is not in the range x>=1." in result.stderr
+
+
+def test_demo_serve_on_an_impossible_port_exits_2(tmp_path: Path) -> None:
+    result = run(["demo", "--serve", "--port", "70000"], tmp_path)
+    assert (
+        result.code == 2 and result.line == "error: --port must be a port number from 0 to 65535, got 70000"
+    )

@@ -222,20 +222,24 @@ def replay(ctx: _Ctx, message_id: str) -> None:
 @click.command()
 @click.option("--dead", is_flag=True, help="Requeue every dead inbox message.")
 @click.option("--writebacks", is_flag=True, help="Queue every failed CRM write-back again.")
+@click.option("--object", "crm_object", help="With --writebacks: only this CRM object's (e.g. WorkOrder).")
 @pass_ctx
-def retry(ctx: _Ctx, dead: bool, writebacks: bool) -> None:
+def retry(ctx: _Ctx, dead: bool, writebacks: bool, crm_object: str | None) -> None:
     """Requeue what gave up: dead inbox messages (--dead), failed CRM write-backs (--writebacks)."""
     if not (dead or writebacks):
         raise UsageError(
             "retry what? --dead requeues dead inbox messages, --writebacks queues failed CRM write-backs "
             "again (both may be given)"
         )
+    if crm_object and not writebacks:
+        raise UsageError("--object chooses which failed write-backs to retry: give it with --writebacks")
     sync_ctx = _context(ctx)
     if dead:
         from sync.inbound.processor import retry_dead
 
         click.echo(f"requeued {retry_dead(sync_ctx)} dead message(s)")
     if writebacks:
-        from sync.writeback import queue
+        from sync.writeback.queue import retry_failed_writebacks
 
-        click.echo(f"queued {queue.retry_failed_writebacks(sync_ctx.engine)} failed write-back(s) again")
+        count = retry_failed_writebacks(sync_ctx.engine, crm_object=crm_object)
+        click.echo(f"queued {count} failed write-back(s) again")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from sync.errors import SettingsError, SyncError, UsageError
+from sync.errors import NeedsAttention, SettingsError, SyncError, UsageError
 from sync.service.cli.common import _context, _Ctx, err_console, pass_ctx
+
+if TYPE_CHECKING:
+    from sync.inbound.processor import ProcessReport
+    from sync.writeback.queue import FlushReport
 
 
 @click.command()
@@ -124,7 +128,8 @@ def poll(ctx: _Ctx) -> None:
 @click.command()
 @pass_ctx
 def process(ctx: _Ctx) -> None:
-    """Apply stored inbox messages, then flush the CRM write-back queue."""
+    """Apply stored inbox messages, then flush the CRM write-back queue. Exit 3 when a message failed or went
+    dead, or a write-back failed."""
     from sync.inbound.processor import process_inbox
     from sync.writeback.queue import flush_writebacks
 
@@ -138,8 +143,31 @@ def process(ctx: _Ctx) -> None:
     )
     click.echo(
         f"processed {report.processed}, failed {report.failed}, dead {report.dead}; "
-        f"CRM records written {flushed.records_written} in {flushed.calls} call(s)"
+        f"CRM records written {flushed.records_written} in {flushed.calls} call(s), "
+        f"failed {flushed.records_failed}"
     )
+    problems = process_problems(report, flushed)
+    if problems:
+        raise NeedsAttention("; ".join(problems) + "; see `dispatch-connector log --level error`")
+
+
+def process_problems(report: ProcessReport, flushed: FlushReport) -> list[str]:
+    """What in a `process` run needs a person (exit 3): messages that failed or went dead, CRM write-backs
+    that failed (retried later, or given up until `retry --writebacks`)."""
+    problems = []
+    if report.failed:
+        problems.append(f"{report.failed} message(s) failed and will be retried")
+    if report.dead:
+        problems.append(f"{report.dead} message(s) went dead (`dispatch-connector retry --dead` after a fix)")
+    if flushed.records_failed:
+        gave_up = (
+            f", {flushed.rows_failed} row(s) gave up (`dispatch-connector retry --writebacks` after a fix)"
+            if flushed.rows_failed
+            else ""
+        )
+        first = f", the first: {flushed.failures[0]}" if flushed.failures else ""
+        problems.append(f"{flushed.records_failed} CRM write-back(s) failed{gave_up}{first}")
+    return problems
 
 
 @click.command()
