@@ -283,6 +283,13 @@ class SalesforceGateway:
         """
         return self._collections("POST", object_name, records, idempotent=False)
 
+    def create(self, object_name: str, record: Mapping[str, Any]) -> str:
+        """Create one record with `POST sobjects/<object>` (a ContentVersion's body is too big for a
+        Collections call); its Id. Not re-sent when the connection dropped after sending."""
+        path = f"sobjects/{quote(object_name, safe='')}"
+        call = partial(self.sf.restful, path, method="POST", data=jsoncodec.dumps(dict(record)))
+        return str(self._call(f"create {object_name}", call, idempotent=False)["id"])
+
     def _collections(
         self, method: str, object_name: str, records: Sequence[Mapping[str, Any]], *, idempotent: bool
     ) -> list[RecordResult]:

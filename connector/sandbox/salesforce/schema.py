@@ -29,6 +29,7 @@ FIELD_TYPES = frozenset(
         "date",
         "datetime",
         "reference",
+        "base64",
     }
 )
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
@@ -258,6 +259,8 @@ def _convert(fdef: FieldDef, value: Any) -> Any:
         return value if isinstance(value, date) else date.fromisoformat(str(value))
     if kind == "reference" or kind == "id":
         return normalize_id(str(value))
+    if kind == "base64" and not isinstance(value, str):
+        raise ValueError(value)
     if isinstance(value, dict | list):
         raise ValueError(value)
     return str(value)

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from connector.sandbox.salesforce import content
 from connector.sandbox.salesforce.schema import (
     READ_ONLY,
     STANDARD_PREFIXES,
@@ -166,6 +167,8 @@ class SalesforceStore:
         with self.lock:
             odef = self.require_object(object_name)
             typed = self._typed(odef, values, creating=True)
+            if odef.name.lower() == content.VERSION and self.object(content.LINK, required=False):
+                return self._insert_version(typed, user_id)
             self._counter += 1
             rid = typed.pop("Id", None) or make_id(odef.key_prefix, self._counter)
             rec: Record = [None] * len(odef.fields)
@@ -182,6 +185,34 @@ class SalesforceStore:
             self._assign(odef, rec, typed)
             self.records[odef.name][rid] = rec
             return rid
+
+    def _insert_version(self, typed: dict[str, Any], user_id: str | None) -> str:
+        """A Salesforce File: the version, its document and its link (content.py), all or nothing."""
+        try:
+            typed.update(content.before_version(typed))
+        except content.ContentError as exc:
+            raise SalesforceApiError(exc.code, str(exc), 400, [exc.field]) from None
+        odef = self.require_object("ContentVersion")
+        self._counter += 1
+        rid = make_id(odef.key_prefix, self._counter)
+        rid = self._store_new(odef, {**typed, "Id": rid}, user_id)
+        content.after_version(
+            lambda name, values: self.insert(name, values, user_id),
+            lambda name, record_id, values: self.update(name, record_id, values, user_id),
+            rid,
+            typed,
+        )
+        return rid
+
+    def _store_new(self, odef: ObjectDef, typed: dict[str, Any], user_id: str | None) -> str:
+        rid = str(typed.pop("Id"))
+        rec: Record = [None] * len(odef.fields)
+        now = self.clock()
+        typed.update(Id=rid, IsDeleted=False, CreatedDate=now, CreatedById=user_id)
+        typed.update(LastModifiedDate=now, LastModifiedById=user_id, SystemModstamp=now)
+        self._assign(odef, rec, typed)
+        self.records[odef.name][rid] = rec
+        return rid
 
     def update(
         self, object_name: str, record_id: str, values: Mapping[str, Any], user_id: str | None
@@ -291,6 +322,7 @@ def _field_from_spec(name: str, spec: Any) -> FieldDef:
             relationship_name=spec.get("relationship_name"),
             external_id=bool(spec.get("external_id", False)),
             updateable=bool(spec.get("updateable", True)),
+            createable=spec.get("createable"),
         )
     raise ValueError(f"field {name}: spec must be a type name or a mapping")
 
