@@ -288,7 +288,8 @@ class SalesforceGateway:
         Collections call); its Id. Not re-sent when the connection dropped after sending."""
         path = f"sobjects/{quote(object_name, safe='')}"
         call = partial(self.sf.restful, path, method="POST", data=jsoncodec.dumps(dict(record)))
-        return str(self._call(f"create {object_name}", call, idempotent=False)["id"])
+        answer: dict[str, Any] = self._call(f"create {object_name}", call, idempotent=False) or {}
+        return str(answer["id"])
 
     def _collections(
         self, method: str, object_name: str, records: Sequence[Mapping[str, Any]], *, idempotent: bool
