@@ -288,8 +288,8 @@ class SalesforceGateway:
         Collections call); its Id. Not re-sent when the connection dropped after sending."""
         path = f"sobjects/{quote(object_name, safe='')}"
         call = partial(self.sf.restful, path, method="POST", data=jsoncodec.dumps(dict(record)))
-        answer: dict[str, Any] = self._call(f"create {object_name}", call, idempotent=False) or {}
-        return str(answer["id"])
+        answer = self._call(f"create {object_name}", call, idempotent=False)
+        return str((answer or {})["id"])
 
     def _collections(
         self, method: str, object_name: str, records: Sequence[Mapping[str, Any]], *, idempotent: bool
