@@ -30,6 +30,8 @@ class WriteBackSpec(StrictModel):
     survey_rating: str | None = None
     survey_comments: str | None = None
     notes: NotesSpec | None = None
+    files: FilesSpec | None = None  # files from the field stored as Salesforce Files on the record
+    billing_pdfs: bool = False  # estimates and invoices stored as PDF Files on the record (through `files`)
     error_max_length: int = 255
 
     def all_fields(self) -> set[str]:
@@ -54,6 +56,15 @@ class NotesSpec(StrictModel):
     object: str
     parent_field: str
     fields: dict[str, str] = Field(default_factory=dict)  # CRM field -> note attribute ("deleted" is a bool)
+
+
+class FilesSpec(StrictModel):
+    """Files from the field (the file token of a note or attachment) stored once as Salesforce Files
+    (ContentVersion, first published on the record). `format` is the back end's rendering (Dispatch:
+    original, square_250, ...); a file over `max_bytes` is not stored (a warning, tried again later)."""
+
+    format: str = "original"
+    max_bytes: int = Field(25 * 1024 * 1024, gt=0)
 
 
 class InboundJobSpec(StrictModel):

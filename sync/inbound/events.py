@@ -25,6 +25,7 @@ from sync.outbound.confirmation import apply_result
 from sync.store.dbtypes import utcnow
 from sync.store.models import EntityStateRow, TrackedRecord
 from sync.store.synclog import one_loud_row, write_log
+from sync.writeback.files import enqueue_note_file
 from sync.writeback.queue import enqueue_create, enqueue_update
 
 CrmLink = tuple[str, str, ObjectSpec]
@@ -336,6 +337,7 @@ def on_note(ctx: EventContext, event: ReportedEvent) -> None:
 
 def _note_record(ctx: EventContext, link: CrmLink, row: EntityStateRow, values: Mapping[str, Any]) -> None:
     """Create the CRM note record the first time, update it afterwards (creates coalesce until flushed)."""
+    enqueue_note_file(ctx, link, values)  # its file, if it has one, stored later by the file job
     notes = link[2].write_back.notes
     if notes is None:
         return

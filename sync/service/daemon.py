@@ -36,6 +36,7 @@ from sync.service.metrics import Metrics
 from sync.store.db import session_scope
 from sync.store.locks import LockHeld
 from sync.store.synclog import error_words, purge_log, write_log
+from sync.writeback.files import flush_file_fetches
 from sync.writeback.logmirror import mirror_log
 from sync.writeback.queue import flush_writebacks
 
@@ -71,6 +72,7 @@ def _process(ctx: SyncContext) -> str:
 
 def _writeback(ctx: SyncContext) -> str:
     mirrored = mirror_log(ctx)
+    flush_file_fetches(ctx)  # files from the field into the CRM (sync/writeback/files.py)
     r = flush_writebacks(
         ctx.engine,
         ctx.crm,
