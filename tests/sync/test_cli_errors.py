@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
 from connector.sandbox.salesforce.emulator import SalesforceEmulator
 from sync.service.cli.exits import exit_for
-from sync.store.db import make_engine, upgrade
+from sync.store.db import head_revision, make_engine, upgrade
 
 WHERE = ["flag", "WorkOrder", "--where", "Status = 'New'"]
 # Replaces `module.name` in the child, then runs the CLI: the error is raised from the engine function the
@@ -449,7 +449,7 @@ def test_db_current_of_a_store_that_needs_an_upgrade_exits_3(tmp_path: Path, sto
     assert result.code == 3
     assert result.stdout.startswith("schema 0003 (program needs ")
     assert result.line.startswith("attention: database ") and result.line.endswith(
-        "is at schema 0003, this program needs 0004; run `dispatch-connector db upgrade`"
+        f"is at schema 0003, this program needs {head_revision()}; run `dispatch-connector db upgrade`"
     )
 
 

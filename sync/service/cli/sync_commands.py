@@ -68,8 +68,10 @@ def parse_params(params: tuple[str, ...]) -> dict[str, str]:
 def publish(ctx: _Ctx, dry_run: bool, full: bool) -> None:
     """Publish changed flagged records to Dispatch (one cycle)."""
     from sync.outbound.publisher import publish_changes
+    from sync.service.mapping_check import require_mapping_ok
 
     sync_ctx = _context(ctx)
+    require_mapping_ok(sync_ctx)  # the mapping against the org's describe, before anything is read or sent
     if full and not dry_run:
         report = _backfill_with_progress(sync_ctx)
     else:
@@ -131,10 +133,14 @@ def process(ctx: _Ctx) -> None:
     """Apply stored inbox messages, then flush the CRM write-back queue. Exit 3 when a message failed or went
     dead, or a write-back failed."""
     from sync.inbound.processor import process_inbox
+    from sync.service.mapping_check import require_mapping_ok
+    from sync.writeback.logmirror import mirror_log
     from sync.writeback.queue import flush_writebacks
 
     sync_ctx = _context(ctx)
+    require_mapping_ok(sync_ctx)
     report = process_inbox(sync_ctx)
+    mirror_log(sync_ctx)  # sync-log errors into the CRM's log object, as the daemon's write-back job does
     flushed = flush_writebacks(
         sync_ctx.engine,
         sync_ctx.crm,
