@@ -27,6 +27,7 @@ from sync.service.cli.common import _Ctx
 from sync.service.cli.config_commands import config, machines
 from sync.service.cli.convert_commands import convert
 from sync.service.cli.exits import debug_enabled, exit_for, internal_error_line
+from sync.service.cli.file_commands import billing_docs, file_group
 from sync.service.cli.lookup_commands import availability, match
 from sync.service.cli.mapping_commands import mapping
 from sync.service.cli.sandbox_commands import demo, sandbox
@@ -72,6 +73,8 @@ COMMANDS = (
     match,
     availability,
     mapping,
+    file_group,
+    billing_docs,
 )
 for _command in (*COMMANDS, demo, sandbox):
     cli.add_command(_command)
