@@ -80,16 +80,42 @@ def _edge_point(box: Box, toward: Box) -> tuple[float, float]:
     return box.cx + dx * scale, box.cy + dy * scale
 
 
-def _arrows(kind: str, boxes: dict[str, Box]) -> list[str]:
+Rect = tuple[float, float, float, float]  # x0, y0, x1, y1
+CHAR_W, LABEL_H = 6.2, 11.0  # the trigger font's average glyph width and line height, in px
+LABEL_POSITIONS = (LABEL_AT, 0.5, 0.2, 0.65, 0.8, 0.1, 0.9)  # along the arrow, tried in this order
+
+
+def _label_rect(x: float, y: float, text: str, anchor: str) -> Rect:
+    width = CHAR_W * len(text)
+    x0 = {"start": x, "end": x - width}.get(anchor, x - width / 2)
+    return (x0, y - LABEL_H + 2, x0 + width, y + 2)
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def label_rects(kind: str) -> list[Rect]:
+    """Where each straight arrow's label lands (for the test that labels never overlap)."""
+    boxes = _layout(kind)
+    placed: list[Rect] = [(b.x, b.y, b.x + BOX_W, b.y + BOX_H) for b in boxes.values()]
+    first = len(placed)
+    _arrows(kind, boxes, placed)
+    return placed[first:]
+
+
+def _arrows(kind: str, boxes: dict[str, Box], placed: list[Rect] | None = None) -> list[str]:
     labels: dict[tuple[str, str], list[str]] = {}
     for trigger, source, dest in transition_table(kind):
         labels.setdefault((source, dest), []).append(trigger)
+    if placed is None:
+        placed = [(b.x, b.y, b.x + BOX_W, b.y + BOX_H) for b in boxes.values()]
     parts = []
     for (source, dest), triggers in labels.items():
         a, b = boxes[source], boxes[dest]
-        text = escape(", ".join(triggers))
+        text = ", ".join(triggers)
         if a.x == b.x and abs(a.y - b.y) > BOX_H + ROW_GAP:
-            parts.append(_bow(a, b, text))
+            parts.append(_bow(a, b, str(escape(text))))
             continue
         x1, y1 = _edge_point(a, b)
         x2, y2 = _edge_point(b, a)
@@ -98,17 +124,36 @@ def _arrows(kind: str, boxes: dict[str, Box]) -> list[str]:
         length = max(((x2 - x1) ** 2 + (y2 - y1) ** 2) ** 0.5, 1.0)
         nx, ny = -(y2 - y1) / length * shift, (x2 - x1) / length * shift
         x1, y1, x2, y2 = x1 + nx, y1 + ny, x2 + nx, y2 + ny
-        # Labels sit a third of the way from the source: arrows into one state then keep their labels apart.
-        lx, ly = x1 + (x2 - x1) * LABEL_AT, y1 + (y2 - y1) * LABEL_AT - 3
-        anchor = "middle"
-        if abs(x2 - x1) < 1:  # vertical: write beside the line, on the side it was shifted to
-            anchor, lx = ("end", lx - 4) if nx > 0 else ("start", lx + 4)
+        lx, ly, anchor = _place_label((x1, y1, x2, y2), nx, text, placed)
         parts.append(
             f'<line x1="{x1:.0f}" y1="{y1:.0f}" x2="{x2:.0f}" y2="{y2:.0f}" class="arrow" '
             'marker-end="url(#head)"/>'
-            f'<text x="{lx:.0f}" y="{ly + 7:.0f}" text-anchor="{anchor}" class="trigger">{text}</text>'
+            f'<text x="{lx:.0f}" y="{ly:.0f}" text-anchor="{anchor}" class="trigger">{escape(text)}</text>'
         )
     return parts
+
+
+def _place_label(line: Rect, nx: float, text: str, placed: list[Rect]) -> tuple[float, float, str]:
+    """The first spot along the arrow where the label overlaps no box and no label placed before it (a third
+    of the way from the source first, so arrows into one state keep their labels apart)."""
+    x1, y1, x2, y2 = line
+    vertical = abs(x2 - x1) < 1
+    anchor = ("end" if nx > 0 else "start") if vertical else "middle"
+    candidates = []
+    for at in LABEL_POSITIONS:
+        lx, ly = x1 + (x2 - x1) * at, y1 + (y2 - y1) * at + 4
+        if vertical:  # write beside the line, on the side it was shifted to
+            lx += -4 if nx > 0 else 4
+        for dy in (0.0, -LABEL_H, LABEL_H):
+            candidates.append((lx, ly + dy))
+    for lx, ly in candidates:
+        rect = _label_rect(lx, ly, text, anchor)
+        if not any(_overlaps(rect, other) for other in placed):
+            placed.append(rect)
+            return lx, ly, anchor
+    lx, ly = candidates[0]
+    placed.append(_label_rect(lx, ly, text, anchor))
+    return lx, ly, anchor
 
 
 def _bow(a: Box, b: Box, text: str) -> str:
