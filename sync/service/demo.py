@@ -231,7 +231,8 @@ def run_demo(
         console.print(
             "[green]demo finished[/]: records flowed both ways. Store kept at "
             f"{workdir}/demo.db; read its log with\n"
-            f"  DATABASE_URL=sqlite:///{workdir}/demo.db dispatch-connector log"
+            f"  DATABASE_URL=sqlite:///{workdir}/demo.db .venv/bin/dispatch-connector log\n"
+            "(from the repository folder; or `. .venv/bin/activate` first, then `dispatch-connector ...`)"
         )
     return 0
 
