@@ -31,6 +31,12 @@ from connector.mapping_values import (
     reader as path_reader,
 )
 from connector.mapping_writes import (
+    CalendarEventsSpec as CalendarEventsSpec,
+)
+from connector.mapping_writes import (
+    FieldRecordSpec as FieldRecordSpec,
+)
+from connector.mapping_writes import (
     InboundJobSpec as InboundJobSpec,
 )
 from connector.mapping_writes import (
@@ -317,6 +323,7 @@ class Mapping_(StrictModel):
     objects: dict[str, ObjectSpec]
     log_object: LogObjectSpec | None = None
     inbox_messages: InboxMessagesSpec | None = None
+    calendar_events: CalendarEventsSpec | None = None
 
 
 class MappingConfig:

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.mapping import MappingConfig, ObjectSpec
-from connector.mapping_writes import InboxMessagesSpec, LogObjectSpec, NotesSpec
+from connector.mapping_writes import (
+    CalendarEventsSpec,
+    FieldRecordSpec,
+    InboxMessagesSpec,
+    LogObjectSpec,
+    NotesSpec,
+    PaymentsSpec,
+)
 
 __all__ = ["Describe", "Problem", "check_mapping"]
 
@@ -38,7 +45,10 @@ WRITE_BACK_TYPES: dict[str, tuple[frozenset[str], str]] = {
     "error": (TEXT, "the error message as text"),
     "survey_rating": (NUMBER, "a number"),
     "survey_comments": (LONG_TEXT, "the comments as text"),
+    "offer_status": (TEXT, "the offer's status as text"),
+    "offer_status_reason": (TEXT, "the reason as text"),
 }
+REFERENCE = (frozenset({"reference"}), "a record id")
 NOTE_ATTRIBUTE_TYPES = {
     "deleted": (BOOLEAN, "true or false"),
     "description": (TEXT, "text"),
@@ -200,6 +210,8 @@ class _Checker:
             self.check_log(self.mapping.spec.log_object)
         if self.mapping.spec.inbox_messages is not None:
             self.check_inbox(self.mapping.spec.inbox_messages)
+        if self.mapping.spec.calendar_events is not None:
+            self.check_calendar(self.mapping.spec.calendar_events)
         return self.problems
 
     def check_object(self, obj: _Object, spec: ObjectSpec, at: str) -> None:
@@ -249,10 +261,68 @@ class _Checker:
             self.writable(
                 obj, name, f"{at}.milestones.{milestone}", update=True, types=(DATETIME, "a date and time")
             )
+        for milestone, name in wb.offer_milestones.items():
+            self.writable(
+                obj,
+                name,
+                f"{at}.offer_milestones.{milestone}",
+                update=True,
+                types=(DATETIME, "a date and time"),
+            )
         if wb.notes is not None:
             self.check_notes(obj, wb.notes, f"{at}.notes")
+        for key in ("billing_documents", "payments", "forms"):
+            block: FieldRecordSpec | None = getattr(wb, key)
+            if block is not None:
+                self.check_field_records(obj, block, f"{at}.{key}", wb.billing_documents)
 
-    def check_notes(self, parent: _Object, notes: NotesSpec, at: str) -> None:
+    def check_field_records(
+        self, parent: _Object, spec: FieldRecordSpec, at: str, documents: FieldRecordSpec | None
+    ) -> None:
+        """Billing documents, payments, forms: created linked to `parent`, then updated in place."""
+        self.check_notes(parent, spec, at)
+        target = self.obj(spec.object)
+        if target is None:
+            return
+        extra = [
+            ("answers_field", getattr(spec, "answers_field", None), (LONG_TEXT, "the answers as JSON text"))
+        ]
+        if isinstance(spec, PaymentsSpec) and spec.document_field:
+            link = self.writable(
+                target, spec.document_field, f"{at}.document_field", create=True, types=REFERENCE
+            )
+            wanted = documents.object.lower() if documents else None
+            if link is not None and wanted not in {str(t).lower() for t in link.get("referenceTo") or ()}:
+                self.add(
+                    target.name,
+                    spec.document_field,
+                    f"{at}.document_field",
+                    f"must be a lookup to {documents.object if documents else 'billing documents'}",
+                )
+        for key, name, types in extra:
+            if name:
+                self.writable(target, name, f"{at}.{key}", create=True, update=True, types=types)
+
+    def check_calendar(self, spec: CalendarEventsSpec) -> None:
+        at = "calendar_events"
+        obj = self.obj(spec.object)
+        if obj is None:
+            self.add(spec.object, None, f"{at}.object", f"the org has no object {spec.object!r}")
+            return
+        if not obj.createable:
+            self.add(obj.name, None, f"{at}.object", f"the integration user cannot create {obj.name} records")
+        for name, attribute in spec.fields.items():
+            types = (DATETIME, "a date and time") if attribute in ("started_at", "completed_at") else None
+            self.writable(obj, name, f"{at}.fields.{name}", create=True, update=True, types=types)
+        self.constants(obj, spec.constants, f"{at}.constants")
+        if spec.who_field:
+            self.writable(obj, spec.who_field, f"{at}.who_field", create=True, types=REFERENCE)
+        given = {
+            n.lower() for n in (*spec.fields, *spec.constants, *([spec.who_field] if spec.who_field else []))
+        }
+        self.required_on_create(obj, given, f"{at}.fields")
+
+    def check_notes(self, parent: _Object, notes: NotesSpec | FieldRecordSpec, at: str) -> None:
         obj = self.obj(notes.object)
         if obj is None:
             self.add(notes.object, None, f"{at}.object", f"the org has no object {notes.object!r}")

@@ -32,6 +32,14 @@ class WriteBackSpec(StrictModel):
     notes: NotesSpec | None = None
     files: FilesSpec | None = None  # files from the field stored as Salesforce Files on the record
     billing_pdfs: bool = False  # estimates and invoices stored as PDF Files on the record (through `files`)
+    # Offers (match) on this record: the offer's state and its milestones (complete, canceled).
+    offer_status: str | None = None
+    offer_status_reason: str | None = None
+    offer_milestones: dict[str, str] = Field(default_factory=dict)
+    # Records the field creates for this record's job: estimates and invoices, payments, custom forms.
+    billing_documents: FieldRecordSpec | None = None
+    payments: PaymentsSpec | None = None
+    forms: FormsSpec | None = None
     error_max_length: int = 255
 
     def all_fields(self) -> set[str]:
@@ -45,7 +53,10 @@ class WriteBackSpec(StrictModel):
             self.appointment_end,
             self.survey_rating,
             self.survey_comments,
+            self.offer_status,
+            self.offer_status_reason,
             *self.milestones.values(),
+            *self.offer_milestones.values(),
         }
         return {name for name in names if name}
 
@@ -56,6 +67,44 @@ class NotesSpec(StrictModel):
     object: str
     parent_field: str
     fields: dict[str, str] = Field(default_factory=dict)  # CRM field -> note attribute ("deleted" is a bool)
+
+
+class FieldRecordSpec(StrictModel):
+    """Records born in the field (an estimate, an invoice, a payment, a submitted form) as CRM records linked
+    to the job's record by `parent_field`. `fields`: CRM field -> event attribute path (`total.value`,
+    `job.external_id`); a list or object value (an estimate's `lines`) is written as JSON text. A record is
+    created the first time, then updated in place; an event older than the one written is ignored."""
+
+    object: str
+    parent_field: str
+    fields: dict[str, str] = Field(default_factory=dict)
+
+
+class PaymentsSpec(FieldRecordSpec):
+    """Payments; `document_field` is the lookup to the invoice's (or estimate's) record, set when the
+    document's CRM record exists when the payment arrives."""
+
+    document_field: str | None = None
+
+
+class FormsSpec(FieldRecordSpec):
+    """Submitted custom forms: answers named in `fields` (`form_data.mileage`) land in their field, and
+    every answer (of any form, named or not) lands in `answers_field` as JSON text."""
+
+    answers_field: str | None = None
+
+
+class CalendarEventsSpec(StrictModel):
+    """Calendar events (lunch, load truck) as CRM records, by default Salesforce `Event`. `fields`: CRM field
+    -> attribute (`title`, `started_at`, `completed_at`, `description`, `external_id`, `uuid`). `who_field`
+    gets the CRM record the connector published as `who_attribute`'s value (the technician's Contact or
+    User), left empty when none is known."""
+
+    object: str = "Event"
+    fields: dict[str, str] = Field(default_factory=dict)
+    constants: dict[str, Any] = Field(default_factory=dict)
+    who_field: str | None = None
+    who_attribute: str = "external_user_id"
 
 
 class FilesSpec(StrictModel):

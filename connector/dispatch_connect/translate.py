@@ -103,14 +103,33 @@ def _job(system: str, data: dict[str, Any]) -> Iterator[Report]:
         status=_text(data.get("status")),
         updated_at=parse_time(data.get("updated_at")),
         reason=_text(data.get("status_message")),
-        attributes=data,
+        attributes={**data, "title": data["title"].strip()} if isinstance(data.get("title"), str) else data,
     )
+
+
+def _iso_times(data: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """The attributes with their times as ISO 8601 (`+0000` -> `+00:00`): the CRM takes those as written."""
+    times = {key: parse_time(data.get(key)) for key in keys if data.get(key)}
+    return {**data, **{key: value.isoformat() for key, value in times.items() if value}}
+
+
+def _billing(data: dict[str, Any]) -> dict[str, Any]:
+    """A billing document's attributes, plus `balance` (total less total paid, as Dispatch's money shape)."""
+    attributes = _iso_times(data, "updated_at")
+    total, paid = data.get("total"), data.get("total_paid")
+    total_value = _number(total.get("value")) if isinstance(total, Mapping) else None
+    paid_value = _number(paid.get("value")) if isinstance(paid, Mapping) else 0.0
+    if total_value is not None and isinstance(total, Mapping):
+        balance = round(total_value - (paid_value or 0.0), 2)
+        attributes["balance"] = {"currency": total.get("currency"), "value": f"{balance:.2f}"}
+    return attributes
 
 
 def _stateful(kind: str) -> Callable[[str, dict[str, Any]], Iterator[Report]]:
     """Appointments, offers, estimates and invoices: a status on an entity that may belong to a job."""
 
     def translate(system: str, data: dict[str, Any]) -> Iterator[Report]:
+        attributes = _billing(data) if kind in ("estimate", "invoice") else data
         yield ReportedEvent(
             system,
             kind,
@@ -123,7 +142,7 @@ def _stateful(kind: str) -> Callable[[str, dict[str, Any]], Iterator[Report]]:
             parent_remote_id=_text(data.get("job_id")),
             window_start=parse_time(data.get("start_time")),
             window_end=parse_time(data.get("end_time")),
-            attributes=data,
+            attributes=attributes,
         )
 
     return translate
@@ -157,13 +176,45 @@ def _survey(system: str, data: dict[str, Any]) -> Iterator[Report]:
 
 
 def _payment(system: str, data: dict[str, Any]) -> Iterator[Report]:
+    """A payment on a billing document: `parent_*` name the document (not the job); `result` is its status."""
     document = data.get("billing_document") or {}
-    amount = (data.get("amount") or {}).get("text")
-    yield Notice(
-        f"payment {data.get('id')} of {amount} on {document.get('external_id')}: {data.get('result')}",
-        entity="payment",
-        external_id=_text(document.get("external_id")),
-        details=data,
+    yield ReportedEvent(
+        system,
+        "payment",
+        external_id=_text(data.get("external_id")),
+        remote_id=_text(data.get("id")),
+        status=_text(data.get("result")),
+        updated_at=parse_time(data.get("updated_at")),
+        parent_external_id=_text(document.get("external_id")),
+        parent_remote_id=_text(data.get("billing_document_id")),
+        attributes=_iso_times(data, "updated_at"),
+    )
+
+
+def _calendar_event(system: str, data: dict[str, Any]) -> Iterator[Report]:
+    """A technician's own time (lunch, load truck), named by `uuid` and the enterprise's `external_id`."""
+    yield ReportedEvent(
+        system,
+        "calendar_event",
+        external_id=_text(data.get("external_id")),
+        remote_id=_text(data.get("uuid")),
+        reason=_text(data.get("title")),
+        window_start=parse_time(data.get("started_at")),
+        window_end=parse_time(data.get("completed_at")),
+        attributes=_iso_times(data, "started_at", "completed_at", "updated_at"),
+    )
+
+
+def _custom_form(system: str, data: dict[str, Any]) -> Iterator[Report]:
+    """A submitted custom form; it has no id of its own: a job and a form name name it (`reason`)."""
+    yield ReportedEvent(
+        system,
+        "form",
+        reason=_text(data.get("form_name")),
+        parent_external_id=_parent_job(data),
+        parent_remote_id=_text(data.get("job_id")),
+        updated_at=parse_time(data.get("updated_at")),
+        attributes=data,
     )
 
 
@@ -218,20 +269,6 @@ def _inbox_message(system: str, data: dict[str, Any]) -> Iterator[Report]:
     )
 
 
-def _kept(kind: str) -> Callable[[str, dict[str, Any]], Iterator[Report]]:
-    """Event types with no CRM effect by default (calendar events, custom forms): kept and logged."""
-
-    def translate(system: str, data: dict[str, Any]) -> Iterator[Report]:
-        yield Notice(
-            f"{kind} received",
-            entity=kind,
-            external_id=_text(data.get("external_id")) or _parent_job(data),
-            details=data,
-        )
-
-    return translate
-
-
 TRANSLATORS: dict[str, Callable[[str, dict[str, Any]], Iterator[Report]]] = {
     "job": _job,
     "appointment": _stateful("appointment"),
@@ -245,6 +282,6 @@ TRANSLATORS: dict[str, Callable[[str, dict[str, Any]], Iterator[Report]]] = {
     "ack": _ack,
     "err": _err,
     "inbox_message": _inbox_message,
-    "calendar_event": _kept("calendar_event"),
-    "customform": _kept("customform"),
+    "calendar_event": _calendar_event,
+    "customform": _custom_form,
 }

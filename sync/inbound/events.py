@@ -20,6 +20,13 @@ from connector.mapping import ObjectSpec
 from connector.ports import Notice, RecordResult, Report, ReportedEvent
 from statemachines import ApplyResult, EntityState, apply_reported, follow_ups
 from sync.inbound.event_context import EventContext
+from sync.inbound.field_records import (
+    on_calendar_event,
+    on_form,
+    on_payment,
+    read_path,
+    write_billing_document,
+)
 from sync.inbound.messages import on_message
 from sync.outbound.confirmation import apply_result
 from sync.store.dbtypes import utcnow
@@ -212,7 +219,9 @@ def _job_without_crm_record(ctx: EventContext, row: EntityStateRow, event: Repor
     """A job born in the field: create the CRM record when the mapping allows it, else log it for support."""
     for name, spec in ctx.mapping.objects.items():
         if spec.primary_record().type == "job" and spec.inbound_jobs.enabled and row.state == "offered":
-            fields = {crm: _path(event.attributes, attr) for crm, attr in spec.inbound_jobs.fields.items()}
+            fields = {
+                crm: read_path(event.attributes, attr) for crm, attr in spec.inbound_jobs.fields.items()
+            }
             fields.update(spec.inbound_jobs.constants)
             if spec.write_back.status:
                 fields[spec.write_back.status] = row.state
@@ -292,19 +301,38 @@ def _window(link: CrmLink, event: ReportedEvent, stale: bool) -> dict[str, Any]:
 
 
 def on_offer(ctx: EventContext, event: ReportedEvent) -> None:
+    """An offer (match) of a job we sent: its state, and per the mapping the work order's offer status,
+    reason and milestones (`write_back.offer_status`, `offer_status_reason`, `offer_milestones`)."""
     row = _entity(ctx, "offer", event.external_id, event.remote_id)
     if row is None or not event.status:
         _unroutable(ctx, event)
         return
-    _apply(ctx, row, event.status, event.updated_at, event.reason)
+    result = _apply(ctx, row, event.status, event.updated_at, event.reason)
+    link = crm_link(ctx, row.external_id)
+    _link_crm(row, link)
     write_log(
         ctx.session,
         f"offer {row.external_id} is {row.state}",
         direction="in",
         entity="offer",
+        crm_record_id=row.crm_id,
         external_id=row.external_id,
         msg_id=ctx.msg_id,
     )
+    if link is None or not (result.changed or result.stamped):
+        return
+    wb = link[2].write_back
+    fields: dict[str, Any] = {}
+    if wb.offer_status:
+        fields[wb.offer_status] = row.state
+    if wb.offer_status_reason:
+        fields[wb.offer_status_reason] = row.status_message or None
+    for milestone in result.stamped:
+        name = wb.offer_milestones.get(milestone)
+        if name and row.milestones and milestone in row.milestones:
+            fields[name] = row.milestones[milestone]
+    if fields:
+        enqueue_update(ctx.session, link[0], link[1], fields, source=ctx.msg_id)
 
 
 def on_note(ctx: EventContext, event: ReportedEvent) -> None:
@@ -388,13 +416,17 @@ def on_survey(ctx: EventContext, event: ReportedEvent) -> None:
 
 
 def on_billing_document(ctx: EventContext, event: ReportedEvent) -> None:
+    """An estimate or invoice: its state, and per the mapping its own CRM record on the job's record
+    (field_records). An older event than the one applied changes neither (no roll back)."""
     kind = event.kind
     row = _entity(ctx, kind, event.external_id, event.remote_id)
     if row is None or not event.status:
         _unroutable(ctx, event)
         return
+    before = dict(row.attributes or {})
     result = _apply(ctx, row, event.status, event.updated_at, None)
-    row.attributes = dict(event.attributes)
+    if not result.stale:
+        row.attributes = dict(event.attributes)
     for follow in follow_ups(kind, row.state) if result.changed else ():
         write_log(
             ctx.session,
@@ -404,14 +436,22 @@ def on_billing_document(ctx: EventContext, event: ReportedEvent) -> None:
             external_id=row.external_id,
             msg_id=ctx.msg_id,
         )
+    job_external = event.parent_external_id or _external_of_job(ctx, event.parent_remote_id)
+    link = crm_link(ctx, job_external)
+    _link_crm(row, link)
     write_log(
         ctx.session,
         f"{kind} {row.external_id} is {row.state}",
         direction="in",
         entity=kind,
-        external_id=event.parent_external_id or row.external_id,
+        crm_record_id=row.crm_id,
+        external_id=job_external or row.external_id,
         msg_id=ctx.msg_id,
     )
+    if link is None:
+        _no_link(ctx, kind, row.external_id, job_external)
+    elif not result.stale and (result.changed or row.attributes != before):
+        write_billing_document(ctx, row, link)
 
 
 def _warn(ctx: EventContext, kind: str | None, message: str, **fields: Any) -> None:
@@ -445,4 +485,7 @@ HANDLERS: dict[str, Callable[[EventContext, ReportedEvent], None]] = {
     "survey": on_survey,
     "estimate": on_billing_document,
     "invoice": on_billing_document,
+    "payment": on_payment,
+    "form": on_form,
+    "calendar_event": on_calendar_event,
 }

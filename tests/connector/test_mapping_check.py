@@ -402,7 +402,10 @@ def test_each_object_is_described_once() -> None:
         return describe(name)
 
     check_mapping(mapping(), counting)
-    assert sorted(asked) == sorted({"WorkOrder", "Contact", "Account", "Dispatch_Note__c", "Dispatch_Log__c"})
+    field_records = {"Dispatch_Billing_Document__c", "Dispatch_Payment__c", "Dispatch_Form__c", "Event"}
+    assert sorted(asked) == sorted(
+        {"WorkOrder", "Contact", "Account", "Dispatch_Note__c", "Dispatch_Log__c", *field_records}
+    )
 
 
 def _inbox(raw: dict[str, Any]) -> None:
