@@ -179,14 +179,15 @@ def on_payment(ctx: EventContext, event: ReportedEvent) -> None:
     spec: PaymentsSpec | None = link[2].write_back.payments
     if spec is None:
         return
-    on_create: dict[str, Any] = {spec.parent_field: link[1]}
+    fields = mapped_fields(spec, row.attributes)
     documents = link[2].write_back.billing_documents
     if spec.document_field and document is not None and documents is not None:
+        # written with every version, so a payment that came before its document's record gets the link later
         document_id = crm_record(ctx, documents.object, record_key(document.kind, document.external_id))
         if document_id:
-            on_create[spec.document_field] = document_id
-    fields = mapped_fields(spec, row.attributes)
-    write_record(ctx, spec.object, record_key("payment", row.external_id), fields, on_create)
+            fields[spec.document_field] = document_id
+    key = record_key("payment", row.external_id)
+    write_record(ctx, spec.object, key, fields, {spec.parent_field: link[1]})
 
 
 def _amount(attributes: Mapping[str, Any]) -> Any:

@@ -142,3 +142,29 @@ def test_redelivered_field_events_each_land_once(harness: Harness) -> None:
     harness.round_trip()
     for name in ("Dispatch_Billing_Document__c", "Dispatch_Payment__c", "Dispatch_Form__c", "Event"):
         assert len(harness.sf.record_ids(name)) == 1, name
+
+
+def test_documents_without_external_ids_are_keyed_by_dispatch_id(harness: Harness) -> None:
+    wo = published_job(harness)
+    d = harness.dispatch
+    invoice = step(harness, d.create_invoice, wo, lines=LINES)  # no external id: Dispatch's id names it
+    step(harness, d.record_payment, invoice, "6.66")
+    step(harness, d.set_billing_status, invoice, "paid")
+    (doc,) = records(harness, "Dispatch_Billing_Document__c")
+    (payment,) = records(harness, "Dispatch_Payment__c")
+    assert doc["Status__c"] == "paid" and doc["Dispatch_Id__c"] == str(invoice)
+    assert payment["Billing_Document__c"] == doc["Id"] and payment["Work_Order__c"] == wo
+
+
+def test_shuffled_billing_updates_in_one_batch_keep_the_newest(harness: Harness) -> None:
+    wo = published_job(harness)
+    d = harness.dispatch
+    estimate = step(harness, d.create_estimate, wo, external_id="EST-9", lines=LINES)
+    d.set_queue_faults(shuffle_rate=1.0)
+    for status in ("sent", "won"):
+        harness.clock.advance(60)
+        d.set_billing_status(estimate, status)
+    harness.round_trip()
+    harness.round_trip()
+    (doc,) = records(harness, "Dispatch_Billing_Document__c")
+    assert doc["Status__c"] == "won"
