@@ -19,6 +19,7 @@ from connector.mapping import MappingConfig, ObjectSpec
 from connector.mapping_writes import (
     CalendarEventsSpec,
     FieldRecordSpec,
+    InboundContactSpec,
     InboxMessagesSpec,
     LogObjectSpec,
     NotesSpec,
@@ -365,6 +366,25 @@ class _Checker:
                     "cannot be set when a record is created (not createable), and inbound_jobs sets it",
                 )
         self.required_on_create(obj, given, f"{at}.fields")
+        if spec.inbound_jobs.contact is not None:
+            self.check_contact(obj, spec.inbound_jobs.contact, f"{at}.contact")
+
+    def check_contact(self, parent: _Object, spec: InboundContactSpec, at: str) -> None:
+        """The customer's Contact: matched on readable fields, created with createable ones, then linked."""
+        self.writable(parent, spec.contact_field, f"{at}.contact_field", update=True, types=REFERENCE)
+        obj = self.obj(spec.object)
+        if obj is None:
+            self.add(spec.object, None, f"{at}.object", f"the org has no object {spec.object!r}")
+            return
+        if not obj.createable:
+            self.add(obj.name, None, f"{at}.object", f"the integration user cannot create {obj.name} records")
+        for key in ("match_email", "match_phone"):
+            name = getattr(spec, key)
+            if name:
+                self.field(obj, name, f"{at}.{key}")
+        for name in spec.fields:
+            self.writable(obj, name, f"{at}.fields.{name}", create=True)
+        self.required_on_create(obj, {n.lower() for n in spec.fields}, f"{at}.fields")
 
     def constants(self, obj: _Object, constants: Mapping[str, Any], at: str) -> None:
         for name, value in constants.items():

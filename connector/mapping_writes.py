@@ -122,6 +122,23 @@ class InboundJobSpec(StrictModel):
     enabled: bool = False
     fields: dict[str, str] = Field(default_factory=dict)  # CRM field -> job attribute path
     constants: dict[str, Any] = Field(default_factory=dict)
+    # The job's customer as a CRM contact, matched or created after the record is (sync.inbound.customers).
+    contact: InboundContactSpec | None = None
+
+
+class InboundContactSpec(StrictModel):
+    """The customer of a job born in the field as a CRM Contact: an existing one with the same email, else the
+    same phone, else a new one from `fields` (Contact field -> job attribute path, `customer.email`); its id
+    goes into the new record's `contact_field`. `match_email`/`match_phone` name the Contact fields compared
+    (None: not matched on), `email`/`phone` the job attributes compared with them."""
+
+    object: str = "Contact"
+    contact_field: str = "ContactId"
+    fields: dict[str, str] = Field(default_factory=dict)
+    match_email: str | None = "Email"
+    match_phone: str | None = "Phone"
+    email: str = "customer.email"
+    phone: str = "customer.phone_number"
 
 
 class LogObjectSpec(StrictModel):

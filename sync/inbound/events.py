@@ -24,6 +24,7 @@ from sync.inbound.field_records import (
     on_calendar_event,
     on_form,
     on_payment,
+    queue_customer_link,
     read_path,
     write_billing_document,
 )
@@ -226,6 +227,7 @@ def _job_without_crm_record(ctx: EventContext, row: EntityStateRow, event: Repor
             if spec.write_back.status:
                 fields[spec.write_back.status] = row.state
             enqueue_create(ctx.session, name, row.external_id, fields, system=ctx.system, source=ctx.msg_id)
+            queue_customer_link(ctx, name, row.external_id, event.attributes)
             _log_entity(
                 ctx, row, f"job {row.external_id} was created in {ctx.label}; creating a {name} for it"
             )

@@ -293,3 +293,23 @@ def _published(ctx: EventContext, external_id: str) -> str | None:
             col(TrackedRecord.external_id) == external_id, col(TrackedRecord.system) == ctx.system
         )
     ).first()
+
+
+# --- customers of jobs born in the field --------------------------------------------------------------------
+def queue_customer_link(
+    ctx: EventContext, crm_object: str, job_key: str, attributes: Mapping[str, Any]
+) -> None:
+    """Remember that the record created for this job wants its customer's Contact: matching one needs a CRM
+    query, which applying an event never makes; sync.inbound.customers does it once the record exists."""
+    spec = ctx.mapping.objects[crm_object].inbound_jobs.contact
+    if spec is None or not isinstance(attributes.get("customer"), Mapping):
+        return
+    values = {crm: read_path(attributes, path) for crm, path in spec.fields.items()}
+    wanted = {"email": read_path(attributes, spec.email), "phone": read_path(attributes, spec.phone)}
+    row = entity_row(ctx, "customer_link", job_key, None)
+    if row.id is not None:
+        return  # a redelivery of the job's creation
+    row.state = "pending"
+    row.crm_object = crm_object
+    row.attributes = {"contact": values, "match": wanted}
+    ctx.session.add(row)

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sync.inbound.customers import link_field_customers
+from sync.writeback.queue import flush_writebacks
 from tests.e2e.conftest import Harness
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "outbound-samples"
@@ -78,3 +80,43 @@ def test_a_published_job_canceled_in_dispatch_is_canceled_on_its_work_order(harn
     assert record["Dispatch_Status__c"] == "canceled"
     assert record["Dispatch_Status_Reason__c"] == "customer_canceled"
     assert record["Dispatch_Canceled_At__c"] is not None
+
+
+def born_with_customer(harness: Harness, **customer: str) -> dict[str, Any]:
+    """Sample 09 with this customer, applied, then the customer pass and a flush (the daemon's order)."""
+    job = sample("09-job-job-created.json")
+    job["customer"] = {**job["customer"], **customer}
+    step(harness, "job", job)
+    link_field_customers(harness.ctx)
+    flush_writebacks(harness.ctx.engine, harness.ctx.crm)
+    return created_work_order(harness)
+
+
+def test_the_customer_is_the_contact_with_the_same_email(harness: Harness) -> None:
+    wo = born_with_customer(harness, email="jane@example.com", phone_number="+15559999999")
+    assert wo["ContactId"] == harness.contact_id
+    assert len(harness.sf.record_ids("Contact")) == 1
+
+
+def test_else_the_contact_with_the_same_phone(harness: Harness) -> None:
+    wo = born_with_customer(harness, email="someone@else.example", phone_number="+15550101")
+    assert wo["ContactId"] == harness.contact_id
+
+
+def test_else_a_new_contact_is_created_and_linked(harness: Harness) -> None:
+    wo = born_with_customer(harness)  # the sample's James Dodd, known to no Contact
+    contact = harness.sf.get("Contact", wo["ContactId"])
+    assert (contact["FirstName"], contact["LastName"]) == ("James", "Dodd")
+    assert (contact["Email"], contact["Phone"]) == ("devs+dodd@dispatch.me", "+15559803824")
+    assert len(harness.sf.record_ids("Contact")) == 2
+
+
+def test_a_redelivered_job_created_makes_one_work_order_and_one_contact(harness: Harness) -> None:
+    harness.dispatch.set_queue_faults(duplicate_rate=1.0)
+    born_with_customer(harness)
+    step(harness, "job", {**sample("09-job-job-created.json"), "status": "unscheduled"})
+    link_field_customers(harness.ctx)
+    flush_writebacks(harness.ctx.engine, harness.ctx.crm)
+    assert len(harness.sf.record_ids("WorkOrder")) == 1
+    assert len(harness.sf.record_ids("Contact")) == 2
+    assert created_work_order(harness)["Dispatch_Status__c"] == "unscheduled"
