@@ -232,7 +232,7 @@ def run_demo(
             "[green]demo finished[/]: records flowed both ways. Store kept at "
             f"{workdir}/demo.db; read its log with\n"
             f"  DATABASE_URL=sqlite:///{workdir}/demo.db .venv/bin/dispatch-connector log\n"
-            "(from the repository folder; or `. .venv/bin/activate` first, then `dispatch-connector ...`)"
+            "(from the repository folder; or `. .venv/bin/activate` first, then `dispatch-connector log`)"
         )
     return 0
 

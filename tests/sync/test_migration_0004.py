@@ -372,7 +372,9 @@ def test_store_0003_upgrades_in_place_keeping_every_row(old_store: Path) -> None
     assert current_revision(engine) == head_revision()
     check_schema(engine)
     engine.dispose()
-    assert _counts(old_store) == before
+    after = _counts(old_store)
+    assert {table: after[table] for table in before} == before
+    assert all(after[table] == 0 for table in set(after) - set(before))  # tables of later revisions: empty
 
 
 def test_store_0003_rows_all_belong_to_dispatch_connect(old_store_upgraded: tuple[Path, Engine]) -> None:
@@ -478,6 +480,7 @@ def test_store_0003_downgrades_and_upgrades_again(old_store_upgraded: tuple[Path
     path, engine = old_store_upgraded
     counts = _counts(path)
     downgrade(engine, "0003")
-    assert _counts(path) == counts
+    at_0003 = _counts(path)
+    assert at_0003 == {table: rows for table, rows in counts.items() if table in at_0003}
     upgrade(engine)
     assert _counts(path) == counts and current_revision(engine) == head_revision()
