@@ -27,6 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from connector.errors import ConfigurationError
 from sync.context import SyncContext
 from sync.errors import SettingsError, SyncError
+from sync.inbound.customers import link_field_customers
 from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox
 from sync.outbound.publisher import publish_changes
@@ -79,8 +80,10 @@ def _writeback(ctx: SyncContext) -> str:
         batch_size=ctx.settings.writeback_batch_size,
         concurrency=ctx.settings.writeback_concurrency,
     )
+    linked = link_field_customers(ctx)  # jobs born in the field: their customer as a Contact (next flush)
     return (
-        f"records {r.records_written} in {r.calls} call(s), failures {len(r.failures)}, log rows {mirrored}"
+        f"records {r.records_written} in {r.calls} call(s), failures {len(r.failures)}, log rows {mirrored}, "
+        f"customers matched {linked.matched}, created {linked.created}"
     )
 
 

@@ -132,8 +132,10 @@ def poll(ctx: _Ctx) -> None:
 def process(ctx: _Ctx) -> None:
     """Apply stored inbox messages, then flush the CRM write-back queue. Exit 3 when a message failed or went
     dead, or a write-back failed."""
+    from sync.inbound.customers import link_field_customers
     from sync.inbound.processor import process_inbox
     from sync.service.mapping_check import require_mapping_ok
+    from sync.writeback.files import flush_file_fetches
     from sync.writeback.logmirror import mirror_log
     from sync.writeback.queue import flush_writebacks
 
@@ -141,12 +143,14 @@ def process(ctx: _Ctx) -> None:
     require_mapping_ok(sync_ctx)
     report = process_inbox(sync_ctx)
     mirror_log(sync_ctx)  # sync-log errors into the CRM's log object, as the daemon's write-back job does
+    flush_file_fetches(sync_ctx)  # files from the field into the CRM, as the daemon does
     flushed = flush_writebacks(
         sync_ctx.engine,
         sync_ctx.crm,
         batch_size=sync_ctx.settings.writeback_batch_size,
         concurrency=sync_ctx.settings.writeback_concurrency,
     )
+    link_field_customers(sync_ctx)  # customers of jobs born in the field: linked on the next flush
     click.echo(
         f"processed {report.processed}, failed {report.failed}, dead {report.dead}; "
         f"CRM records written {flushed.records_written} in {flushed.calls} call(s), "
