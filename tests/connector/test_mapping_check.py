@@ -37,14 +37,15 @@ INBOX = {
 
 
 def org(
-    patches: Mapping[str, Mapping[str, Any]] | None = None, *, task: bool = False
+    patches: Mapping[str, Mapping[str, Any]] | None = None, *, task: bool | None = None
 ) -> Callable[[str], dict[str, Any] | None]:
     """A describe over the fixture org, as the emulator answers it; `patches` override one field's
     describe keys, by "Object.Field"; `task` gives it this test's Task object (WhatId, WhoId)."""
     store = SalesforceStore()
     load_fixture(store, FIXTURE)
     # the fixture org has a Task object; `task=False` is an org without one, `task=True` this test's Task
-    store.objects.pop("task", None)
+    if task is not None:
+        store.objects.pop("task", None)
     if task:
         store.define_object("Task", TASK_FIELDS)
     patches = patches or {}
@@ -404,7 +405,7 @@ def test_each_object_is_described_once() -> None:
     check_mapping(mapping(), counting)
     field_records = {"Dispatch_Billing_Document__c", "Dispatch_Payment__c", "Dispatch_Form__c", "Event"}
     assert sorted(asked) == sorted(
-        {"WorkOrder", "Contact", "Account", "Dispatch_Note__c", "Dispatch_Log__c", *field_records}
+        {"WorkOrder", "Contact", "Account", "Dispatch_Note__c", "Dispatch_Log__c", "Task", *field_records}
     )
 
 
@@ -417,7 +418,7 @@ def test_inbox_messages_as_tasks_match_an_org_with_tasks() -> None:
 
 
 def test_inbox_messages_into_an_object_the_org_lacks() -> None:
-    assert check_mapping(mapping(_inbox), org()) == [
+    assert check_mapping(mapping(_inbox), org(task=False)) == [
         Problem("Task", None, "inbox_messages.object", "the org has no object 'Task'")
     ]
 

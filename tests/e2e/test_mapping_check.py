@@ -93,9 +93,9 @@ def test_the_default_mapping_matches_the_fixture_org(harness: Harness) -> None:
 def test_the_check_is_asked_once_per_context(harness: Harness) -> None:
     check_mapping(harness.ctx)
     asked = harness.sf.counts["describe"]
-    # WorkOrder, Contact, Account, Dispatch_Note__c, Dispatch_Log__c; the field records' objects:
-    # Dispatch_Billing_Document__c, Dispatch_Payment__c, Dispatch_Form__c, Event
-    assert asked == 9
+    # WorkOrder, Contact, Account, Dispatch_Note__c, Dispatch_Log__c, Task (inbox messages); the field
+    # records' objects: Dispatch_Billing_Document__c, Dispatch_Payment__c, Dispatch_Form__c, Event
+    assert asked == 10
     check_mapping(harness.ctx)
     require_mapping_ok(harness.ctx)
     assert harness.sf.counts["describe"] == asked
