@@ -33,7 +33,7 @@ from sync.outbound.confirmation import apply_result
 from sync.store.dbtypes import utcnow
 from sync.store.models import EntityStateRow, TrackedRecord
 from sync.store.synclog import one_loud_row, write_log
-from sync.writeback.files import enqueue_note_file
+from sync.writeback.files import enqueue_billing_pdf, enqueue_note_file
 from sync.writeback.queue import enqueue_create, enqueue_update
 
 CrmLink = tuple[str, str, ObjectSpec]
@@ -452,8 +452,10 @@ def on_billing_document(ctx: EventContext, event: ReportedEvent) -> None:
     )
     if link is None:
         _no_link(ctx, kind, row.external_id, job_external)
-    elif not result.stale and (result.changed or row.attributes != before):
+        return
+    if not result.stale and (result.changed or row.attributes != before):
         write_billing_document(ctx, row, link)
+    enqueue_billing_pdf(ctx, event)  # its PDF as a File on the work order, when the mapping asks (once)
 
 
 def _warn(ctx: EventContext, kind: str | None, message: str, **fields: Any) -> None:

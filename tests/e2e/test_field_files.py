@@ -13,10 +13,9 @@ from sqlmodel import Session, col, select
 from connector.mapping import MappingConfig
 from connector.mapping_writes import FilesSpec
 from connector.sandbox.dispatch_connect.files import pdf, png
-from sync.inbound.events import HANDLERS
 from sync.store.dbtypes import utcnow
 from sync.store.models import FileFetch, InboxMessage, SyncLog
-from sync.writeback.files import MAX_ATTEMPTS, enqueue_billing_pdf, flush_file_fetches
+from sync.writeback.files import MAX_ATTEMPTS, flush_file_fetches
 from tests.e2e.conftest import Harness
 
 TOKEN = "37f3cf22-f1c5-437c-a078-8608e25a0b2b"
@@ -169,17 +168,8 @@ def test_a_crash_after_the_upload_does_not_store_the_file_twice(harness: Harness
 
 
 def test_billing_documents_are_stored_as_pdfs_when_mapped(harness: Harness, monkeypatch: Any) -> None:
-    """`write_back.billing_pdfs`: the estimate/invoice handler queues its PDF (the one line the handler
-    gains, `enqueue_billing_pdf(ctx, event)`, stood in for here by wrapping the handler)."""
+    """`write_back.billing_pdfs`: the estimate/invoice handler queues its PDF, once per document."""
     files_on(harness, billing_pdfs=True)
-    for kind in ("estimate", "invoice"):
-        original = HANDLERS[kind]
-
-        def handler(ctx: Any, event: Any, original: Any = original) -> None:
-            original(ctx, event)
-            enqueue_billing_pdf(ctx, event)
-
-        monkeypatch.setitem(HANDLERS, kind, handler)
     wo = published_job(harness)
     d = harness.dispatch
     invoice = step(harness, d.create_invoice, wo, number="1005")
@@ -193,8 +183,6 @@ def test_billing_documents_are_stored_as_pdfs_when_mapped(harness: Harness, monk
 
 def test_billing_pdfs_are_off_by_default(harness: Harness, monkeypatch: Any) -> None:
     files_on(harness)
-    original = HANDLERS["invoice"]
-    monkeypatch.setitem(HANDLERS, "invoice", lambda ctx, e: (original(ctx, e), enqueue_billing_pdf(ctx, e)))
     wo = published_job(harness)
     step(harness, harness.dispatch.create_invoice, wo)
     assert queue(harness) == []
