@@ -178,6 +178,7 @@ def run_demo(
             mapping_file=MAPPING,
             backends={"dispatch_connect": {}, "dispatch_v3": {}},
             dispatch_base_url=dsp.base_url,
+            dispatch_files_url=dsp.base_url,  # the emulator serves the files-api too
             dispatch_public_key=DEMO_KEY,
             dispatch_secret=DEMO_SECRET,
             dispatch_v3_base_url=v3.base_url,

@@ -21,12 +21,12 @@ from tests.e2e.conftest import Harness
 TOKEN = "37f3cf22-f1c5-437c-a078-8608e25a0b2b"
 
 
-def files_on(harness: Harness, *, billing_pdfs: bool = False, **files: Any) -> None:
-    """The bundled mapping with `write_back.files` (and `billing_pdfs`) on the work order."""
+def files_on(harness: Harness, *, billing_pdfs: bool = False, off: bool = False, **files: Any) -> None:
+    """The bundled mapping with `write_back.files` (and `billing_pdfs`) on the work order, or (`off`) none."""
     mapping = harness.ctx.mapping
     work_order = mapping.objects["WorkOrder"]
     write_back = work_order.write_back.model_copy(
-        update={"files": FilesSpec(**files), "billing_pdfs": billing_pdfs}
+        update={"files": None if off else FilesSpec(**files), "billing_pdfs": billing_pdfs}
     )
     objects = {**mapping.objects, "WorkOrder": work_order.model_copy(update={"write_back": write_back})}
     harness.ctx.mapping = MappingConfig(mapping.spec.model_copy(update={"objects": objects}), mapping.source)
@@ -147,6 +147,7 @@ def test_a_file_that_never_comes_is_given_up_with_an_error_row(harness: Harness)
 
 
 def test_files_are_not_fetched_without_the_mapping_block(harness: Harness) -> None:
+    files_on(harness, off=True)
     wo = published_job(harness)
     step(harness, harness.dispatch.add_attachment, wo, "leak.png", TOKEN)
     assert queue(harness) == [] and flush_file_fetches(harness.ctx).stored == 0
@@ -186,3 +187,12 @@ def test_billing_pdfs_are_off_by_default(harness: Harness, monkeypatch: Any) -> 
     wo = published_job(harness)
     step(harness, harness.dispatch.create_invoice, wo)
     assert queue(harness) == []
+
+
+def test_the_bundled_mapping_stores_field_files_by_default(harness: Harness) -> None:
+    assert harness.ctx.mapping.objects["WorkOrder"].write_back.files == FilesSpec()
+    wo = published_job(harness)
+    step(harness, harness.dispatch.add_attachment, wo, "leak.png", TOKEN)
+    assert flush_file_fetches(harness.ctx).stored == 1
+    [version] = records(harness, "ContentVersion")
+    assert version["FirstPublishLocationId"] == wo
