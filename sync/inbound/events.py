@@ -16,10 +16,9 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from connector.mapping import ObjectSpec
 from connector.ports import Notice, RecordResult, Report, ReportedEvent
 from statemachines import ApplyResult, EntityState, apply_reported, follow_ups
-from sync.inbound.event_context import EventContext
+from sync.inbound.event_context import CrmLink, EventContext, crm_link, external_of_job
 from sync.inbound.field_records import (
     on_calendar_event,
     on_form,
@@ -35,8 +34,6 @@ from sync.store.models import EntityStateRow, TrackedRecord
 from sync.store.synclog import one_loud_row, write_log
 from sync.writeback.files import enqueue_billing_pdf, enqueue_note_file
 from sync.writeback.queue import enqueue_create, enqueue_update
-
-CrmLink = tuple[str, str, ObjectSpec]
 
 
 def apply_report(ctx: EventContext, report: Report) -> None:
@@ -156,21 +153,6 @@ def _parse_iso(value: Any) -> datetime | None:
         return None
 
 
-def crm_link(ctx: EventContext, external_id: str | None) -> CrmLink | None:
-    """The CRM record whose primary record has this external id on this back end (a job -> its work
-    order). A record that moved to another back end no longer links to the one it left."""
-    if not external_id:
-        return None
-    tracked = ctx.session.exec(
-        select(TrackedRecord).where(
-            col(TrackedRecord.external_id) == external_id, col(TrackedRecord.system) == ctx.system
-        )
-    ).first()
-    if tracked is None or tracked.crm_object not in ctx.mapping.objects:
-        return None
-    return tracked.crm_object, tracked.crm_id, ctx.mapping.objects[tracked.crm_object]
-
-
 def _job_writeback(
     ctx: EventContext,
     link: CrmLink,
@@ -253,7 +235,7 @@ def on_appointment(ctx: EventContext, event: ReportedEvent) -> None:
         _unroutable(ctx, event)
         return
     result = _apply(ctx, row, event.status, event.updated_at, event.reason)
-    job_external = event.parent_external_id or _external_of_job(ctx, event.parent_remote_id)
+    job_external = event.parent_external_id or external_of_job(ctx, event.parent_remote_id)
     link = crm_link(ctx, job_external)
     _link_crm(row, link)
     if link is None:
@@ -275,20 +257,6 @@ def on_appointment(ctx: EventContext, event: ReportedEvent) -> None:
         )
         job_row.milestones = merged
         _job_writeback(ctx, link, job_row, stamped, _window(link, event, result.stale))
-
-
-def _external_of_job(ctx: EventContext, remote_id: str | None) -> str | None:
-    """A back end that names an appointment's job only by its own id (Dispatch v3): the job's external id
-    from the job entity this back end reported before."""
-    if remote_id is None:
-        return None
-    return ctx.session.exec(
-        select(EntityStateRow.external_id).where(
-            col(EntityStateRow.system) == ctx.system,
-            col(EntityStateRow.kind) == "job",
-            col(EntityStateRow.remote_id) == remote_id,
-        )
-    ).first()
 
 
 def _window(link: CrmLink, event: ReportedEvent, stale: bool) -> dict[str, Any]:
@@ -438,7 +406,7 @@ def on_billing_document(ctx: EventContext, event: ReportedEvent) -> None:
             external_id=row.external_id,
             msg_id=ctx.msg_id,
         )
-    job_external = event.parent_external_id or _external_of_job(ctx, event.parent_remote_id)
+    job_external = event.parent_external_id or external_of_job(ctx, event.parent_remote_id)
     link = crm_link(ctx, job_external)
     _link_crm(row, link)
     write_log(

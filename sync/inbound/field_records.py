@@ -18,44 +18,15 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from connector.mapping import FieldRecordSpec, ObjectSpec
+from connector.mapping import FieldRecordSpec
 from connector.mapping_writes import FormsSpec, PaymentsSpec
 from connector.ports import ReportedEvent
-from sync.inbound.event_context import EventContext
+from sync.inbound.event_context import CrmLink, EventContext, crm_link, external_of_job
 from sync.store.models import EntityStateRow, TrackedRecord
 from sync.store.synclog import write_log
 from sync.writeback.queue import enqueue_create, enqueue_update
 
 BILLING_KINDS = ("estimate", "invoice")
-JobLink = tuple[str, str, ObjectSpec]  # the job's CRM object, record id and mapping (events.crm_link)
-
-
-def job_link(ctx: EventContext, external_id: str | None) -> JobLink | None:
-    """The CRM record a job's external id belongs to on this back end (as events.crm_link: this module
-    is imported by events, so it reads the store itself)."""
-    if not external_id:
-        return None
-    tracked = ctx.session.exec(
-        select(TrackedRecord).where(
-            col(TrackedRecord.external_id) == external_id, col(TrackedRecord.system) == ctx.system
-        )
-    ).first()
-    if tracked is None or tracked.crm_object not in ctx.mapping.objects:
-        return None
-    return tracked.crm_object, tracked.crm_id, ctx.mapping.objects[tracked.crm_object]
-
-
-def job_of_remote(ctx: EventContext, remote_id: str | None) -> str | None:
-    """A job named only by Dispatch's id: its external id, from the job entity reported before."""
-    if remote_id is None:
-        return None
-    return ctx.session.exec(
-        select(EntityStateRow.external_id).where(
-            col(EntityStateRow.system) == ctx.system,
-            col(EntityStateRow.kind) == "job",
-            col(EntityStateRow.remote_id) == remote_id,
-        )
-    ).first()
 
 
 def warn(ctx: EventContext, kind: str, message: str, **fields: Any) -> None:
@@ -135,7 +106,7 @@ def mapped_fields(spec: FieldRecordSpec, attributes: Mapping[str, Any]) -> dict[
 
 
 # --- billing documents --------------------------------------------------------------------------------------
-def write_billing_document(ctx: EventContext, row: EntityStateRow, link: JobLink) -> None:
+def write_billing_document(ctx: EventContext, row: EntityStateRow, link: CrmLink) -> None:
     """The estimate's or invoice's record, from the attributes of the newest event (kept on `row`)."""
     spec: FieldRecordSpec | None = link[2].write_back.billing_documents
     if spec is None:
@@ -155,7 +126,7 @@ def on_payment(ctx: EventContext, event: ReportedEvent) -> None:
     row = entity_row(ctx, "payment", key, event.remote_id)
     document = _billing_row(ctx, event.parent_external_id, event.parent_remote_id)
     job_external = _job_of(document)
-    link = job_link(ctx, job_external)
+    link = crm_link(ctx, job_external)
     on = f"{document.kind} {document.external_id}" if document else "a document not reported before"
     write_log(
         ctx.session,
@@ -220,11 +191,11 @@ def _job_of(document: EntityStateRow | None) -> str | None:
 # --- custom forms -----------------------------------------------------------------------------------------
 def on_form(ctx: EventContext, event: ReportedEvent) -> None:
     """A submitted custom form: one record per job and form name (a resubmission updates it)."""
-    job_external = event.parent_external_id or job_of_remote(ctx, event.parent_remote_id)
+    job_external = event.parent_external_id or external_of_job(ctx, event.parent_remote_id)
     if not event.reason or not job_external:
         warn(ctx, "customform", "custom form names no job or no form", details=dict(event.attributes))
         return
-    link = job_link(ctx, job_external)
+    link = crm_link(ctx, job_external)
     write_log(
         ctx.session,
         f"custom form {event.reason} submitted on job {job_external}",
