@@ -327,6 +327,7 @@ def _decide(
     fields = destination.job_fields
     if not flagged:
         primary["record"][fields.status] = "canceled"
+    asked = _link_field_born_job(tracked, system, destination, primary)
     if moved_from:
         refusal = _validate_move(tracked, moved_from, system, jobs)
     else:
@@ -335,7 +336,7 @@ def _decide(
         _refuse(unit, tracked, digest, flagged, f"{name} {crm_id}: {refusal}; not sent to {system}")
         return []
     snapshot = relevant_snapshot(spec, row)
-    snapshot[STATUS_KEY] = primary["record"].get(fields.status)
+    snapshot[STATUS_KEY] = primary["record"].get(fields.status, asked)
     snapshot[ORG_KEY] = primary["record"].get(fields.provider)
     if not moved_from and tracked.snapshot and tracked.snapshot.get(STATUS_KEY) == snapshot[STATUS_KEY]:
         # unchanged status: no request, no regression of the field's state
@@ -355,6 +356,23 @@ def _decide(
         published_at=utcnow(),
     )
     return [*changes, _Change(system, name, crm_id, (primary_type, external_id), records, tracked)]
+
+
+def _link_field_born_job(
+    tracked: Tracked, system: str, destination: Destination, primary: dict[str, Any]
+) -> str | None:
+    """A CRM record the connector created for a job born in the field, published for the first time: its
+    job is that job (the external id it was created under), not a new one; and the field's state stands,
+    so the CRM's mapped status is not sent now (it is kept as asked: a later change is a request).
+    Returns the status left out, None otherwise."""
+    # a stored link the publisher never wrote: no snapshot (every publish stores one), an external id (the
+    # write-back's create link; a refused first publish stores none)
+    born_in_field = tracked.id is not None and tracked.snapshot is None and tracked.system == system
+    if not (born_in_field and tracked.external_id and primary["record_type"] == destination.job_record_type):
+        return None
+    primary["record"]["external_id"] = tracked.external_id
+    status = primary["record"].pop(destination.job_fields.status, None)
+    return str(status) if status is not None else None
 
 
 def _route(

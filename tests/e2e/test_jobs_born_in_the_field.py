@@ -120,3 +120,25 @@ def test_a_redelivered_job_created_makes_one_work_order_and_one_contact(harness:
     assert len(harness.sf.record_ids("WorkOrder")) == 1
     assert len(harness.sf.record_ids("Contact")) == 2
     assert created_work_order(harness)["Dispatch_Status__c"] == "unscheduled"
+
+
+def test_the_created_work_orders_first_publish_updates_its_job_not_a_new_one(harness: Harness) -> None:
+    """Issue 16 item 4: the work order made for a field-born job is linked to it; flagging it later sends
+    that job (its external id), and the CRM's mapped status does not roll the field's state back."""
+    address = {"street_1": "9 Elm St", "city": "Springfield", "state": "IL", "postal_code": "62701"}
+    customer = {"first_name": "Ann", "last_name": "Lee", "email": "ann@example.com"}
+    harness.clock.advance(60)
+    harness.dispatch.create_job(title="Leaking pipe", address=address, customer=customer, external_id="ENT-7")
+    harness.round_trip()
+    harness.clock.advance(60)
+    harness.dispatch.accept_job("ENT-7")
+    harness.round_trip()
+    wo = created_work_order(harness)
+    assert wo["Dispatch_Status__c"] == "unscheduled"
+
+    harness.sf.update("WorkOrder", wo["Id"], {"Dispatch_Send__c": "2026-11-28T09:00:00Z", "Subject": "Leak"})
+    report = harness.publish()
+    assert report.refused == 0 and report.send_errors == []
+    jobs = harness.dispatch.records("job")
+    assert set(jobs) == {"ENT-7"}  # the same job, no second one under the work order's id
+    assert jobs["ENT-7"]["title"] == "Leak" and jobs["ENT-7"]["status"] == "unscheduled"
