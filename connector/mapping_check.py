@@ -103,6 +103,16 @@ class _Checker:
         self._objects: dict[str, _Object | None] = {}
         self.problems: list[Problem] = []
 
+    def created_object(self, name: str, key: str) -> _Object | None:
+        """An object the connector creates records in: a problem when the org lacks it (None) or the
+        integration user cannot create it (still returned, so its fields are checked too)."""
+        obj = self.obj(name)
+        if obj is None:
+            self.add(name, None, key, f"the org has no object {name!r}")
+        elif not obj.createable:
+            self.add(obj.name, None, key, f"the integration user cannot create {obj.name} records")
+        return obj
+
     def obj(self, name: str) -> _Object | None:
         key = name.lower()
         if key not in self._objects:
@@ -306,12 +316,9 @@ class _Checker:
 
     def check_calendar(self, spec: CalendarEventsSpec) -> None:
         at = "calendar_events"
-        obj = self.obj(spec.object)
+        obj = self.created_object(spec.object, f"{at}.object")
         if obj is None:
-            self.add(spec.object, None, f"{at}.object", f"the org has no object {spec.object!r}")
             return
-        if not obj.createable:
-            self.add(obj.name, None, f"{at}.object", f"the integration user cannot create {obj.name} records")
         for name, attribute in spec.fields.items():
             types = (DATETIME, "a date and time") if attribute in ("started_at", "completed_at") else None
             self.writable(obj, name, f"{at}.fields.{name}", create=True, update=True, types=types)
@@ -324,12 +331,9 @@ class _Checker:
         self.required_on_create(obj, given, f"{at}.fields")
 
     def check_notes(self, parent: _Object, notes: NotesSpec | FieldRecordSpec, at: str) -> None:
-        obj = self.obj(notes.object)
+        obj = self.created_object(notes.object, f"{at}.object")
         if obj is None:
-            self.add(notes.object, None, f"{at}.object", f"the org has no object {notes.object!r}")
             return
-        if not obj.createable:
-            self.add(obj.name, None, f"{at}.object", f"the integration user cannot create {obj.name} records")
         link = self.writable(obj, notes.parent_field, f"{at}.parent_field", create=True)
         if link is not None:
             targets = [str(t) for t in link.get("referenceTo") or ()]
@@ -372,12 +376,9 @@ class _Checker:
     def check_contact(self, parent: _Object, spec: InboundContactSpec, at: str) -> None:
         """The customer's Contact: matched on readable fields, created with createable ones, then linked."""
         self.writable(parent, spec.contact_field, f"{at}.contact_field", update=True, types=REFERENCE)
-        obj = self.obj(spec.object)
+        obj = self.created_object(spec.object, f"{at}.object")
         if obj is None:
-            self.add(spec.object, None, f"{at}.object", f"the org has no object {spec.object!r}")
             return
-        if not obj.createable:
-            self.add(obj.name, None, f"{at}.object", f"the integration user cannot create {obj.name} records")
         for key in ("match_email", "match_phone"):
             name = getattr(spec, key)
             if name:
@@ -398,26 +399,18 @@ class _Checker:
                 )
 
     def check_log(self, log: LogObjectSpec) -> None:
-        obj = self.obj(log.object)
+        obj = self.created_object(log.object, "log_object.object")
         if obj is None:
-            self.add(log.object, None, "log_object.object", f"the org has no object {log.object!r}")
             return
-        if not obj.createable:
-            self.add(
-                obj.name, None, "log_object.object", f"the integration user cannot create {obj.name} records"
-            )
         for name in log.fields:
             self.writable(obj, name, f"log_object.fields.{name}", create=True, types=(TEXT, "text"))
         self.required_on_create(obj, {n.lower() for n in log.fields}, "log_object.fields")
 
     def check_inbox(self, inbox: InboxMessagesSpec) -> None:
         at = "inbox_messages"
-        obj = self.obj(inbox.object)
+        obj = self.created_object(inbox.object, f"{at}.object")
         if obj is None:
-            self.add(inbox.object, None, f"{at}.object", f"the org has no object {inbox.object!r}")
             return
-        if not obj.createable:
-            self.add(obj.name, None, f"{at}.object", f"the integration user cannot create {obj.name} records")
         for name in inbox.fields:  # every message attribute is text
             self.writable(obj, name, f"{at}.fields.{name}", create=True, types=(TEXT, "text"))
         self.constants(obj, inbox.constants, f"{at}.constants")
