@@ -25,6 +25,7 @@ from connector.dispatch_connect.client import (
 )
 from connector.dispatch_connect.files import FILES_SANDBOX_URL, DispatchFiles
 from connector.dispatch_connect.translate import translate_message
+from connector.http import hooked_session
 from connector.ports import (
     BackendType,
     Delivery,
@@ -184,9 +185,7 @@ def build(
     system: str, settings: DispatchConnectSettings, hooks: Sequence[SessionHook]
 ) -> DispatchConnectBackend:
     """The registry's factory: a client with a fresh HTTP session, the hooks (metrics) applied to it."""
-    session = requests.Session()
-    for hook in hooks:
-        hook(session, system)
+    session = hooked_session(system, hooks)
     client = DispatchConnectClient(
         settings.base_url,
         str(settings.public_key),

@@ -27,6 +27,7 @@ from connector.dispatch_v3.client import (
 )
 from connector.dispatch_v3.translate import translate_item
 from connector.dispatch_v3.validation import normalize_work_order
+from connector.http import hooked_session
 from connector.ports import (
     BackendType,
     Delivery,
@@ -209,12 +210,7 @@ class DispatchV3Backend:
 
 def build(system: str, settings: DispatchV3Settings, hooks: Sequence[SessionHook]) -> DispatchV3Backend:
     """The registry's factory: a client with a fresh HTTP session (pool sized for the sender's threads)."""
-    session = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(10, settings.concurrency))
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    for hook in hooks:
-        hook(session, system)
+    session = hooked_session(system, hooks, pool_size=max(10, settings.concurrency))
     client = DispatchV3Client(
         settings.base_url,
         str(settings.client_id),
