@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, String, Table, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from sync.store.dbtypes import UTCDateTime, utcnow
@@ -104,6 +104,11 @@ class OutboxBatch(SQLModel, table=True):
     sent_at: datetime | None = _ts()
     confirmed_at: datetime | None = _ts()
     last_error: str | None = Field(default=None, sa_column=Column(Text))
+    # How the destination encodes the batch: "json" (canonical array) or "csv" (the playbook's dot-notation
+    # CSV, `publish --all --csv`). The payload is the same canonical records either way.
+    encoding: str = Field(
+        default="json", sa_column=Column(String(8), nullable=False, default="json", server_default="json")
+    )
 
 
 class OutboxItem(SQLModel, table=True):
@@ -246,6 +251,19 @@ class SyncLog(SQLModel, table=True):
     details: dict[str, Any] | None = _json()
 
 
+class StreamPosition(SQLModel, table=True):
+    """Where a CRM change-event subscription stands (one row per channel): a restart resumes from
+    `replay_id` instead of losing the events published while the connector was down."""
+
+    __tablename__ = "stream_position"
+
+    channel: str = Field(primary_key=True, max_length=255)  # /data/WorkOrderChangeEvent
+    replay_id: str | None = Field(default=None, max_length=64)  # the last event applied; None: from the tip
+    mode: str = Field(default="streaming", max_length=16)  # streaming|polling (fell back; see last_error)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    updated_at: datetime | None = _ts(nullable=False)
+
+
 class Lease(SQLModel, table=True):
     """A named lock with an expiry (single poller, single publisher) for back ends without advisory locks."""
 
@@ -270,6 +288,7 @@ __all__ = [
     "OutboxBatch",
     "OutboxItem",
     "SQLModel",
+    "StreamPosition",
     "SyncLog",
     "TrackedRecord",
     "Watermark",
