@@ -21,6 +21,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import requests
 from pydantic import BaseModel
 
+from connector.errors import ConfigurationError
+
 Level = Literal["debug", "info", "warning", "error"]
 
 
@@ -149,6 +151,35 @@ class Destination(Protocol):
     def send(self, records: Sequence[Mapping[str, Any]], *, message_id: str) -> Sequence[RecordResult]:
         """Send one change set; raise `connector.errors.ConnectorError` when the whole send failed."""
         ...
+
+
+@runtime_checkable
+class EncodingDestination(Destination, Protocol):
+    """A destination that can send a change set in more than one wire encoding (Dispatch Connect: the
+    canonical JSON array, or the playbook's CSV for first loads). `encodings` names them; JSON is always
+    one. Destinations without it send JSON only."""
+
+    encodings: tuple[str, ...]
+
+    def send(
+        self, records: Sequence[Mapping[str, Any]], *, message_id: str, encoding: str = "json"
+    ) -> Sequence[RecordResult]: ...
+
+
+def destination_encodings(destination: Destination) -> tuple[str, ...]:
+    """The encodings a destination sends (`("json",)` unless it says otherwise)."""
+    return destination.encodings if isinstance(destination, EncodingDestination) else ("json",)
+
+
+def send_encoded(
+    destination: Destination, records: Sequence[Mapping[str, Any]], *, message_id: str, encoding: str
+) -> Sequence[RecordResult]:
+    """Send a batch in the encoding it was committed with; a JSON batch goes through the plain `send`."""
+    if encoding == "json":
+        return destination.send(records, message_id=message_id)
+    if not isinstance(destination, EncodingDestination) or encoding not in destination.encodings:
+        raise ConfigurationError(f"the {destination.system} back end cannot send {encoding!r} batches")
+    return destination.send(records, message_id=message_id, encoding=encoding)
 
 
 @runtime_checkable

@@ -15,6 +15,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connector import jsoncodec
+from connector.dispatch_connect import canonical
 from connector.dispatch_connect.client import (
     MAX_MESSAGES_PER_POLL,
     SANDBOX_URL,
@@ -38,17 +39,9 @@ from connector.ports import (
     SessionHook,
 )
 
-#: Canonical record types in dependency order: a job refers to its organization and customer, ...
-RECORD_TYPES = (
-    "organization",
-    "customer",
-    "user",
-    "job",
-    "appointment",
-    "attachment",
-    "billing_item",
-    "billing_document",
-)
+#: Every playbook "To Dispatch" record type in dependency order (canonical.RECORD_TYPES, documented in
+#: docs/wire-formats.md); the outbox sorts each change set by it, across batch boundaries.
+RECORD_TYPES = canonical.RECORD_TYPES
 
 
 class DispatchConnectSettings(BaseModel):
@@ -92,6 +85,8 @@ class AgentInDestination:
 
     max_batch: int = 5000
     record_types: tuple[str, ...] = RECORD_TYPES
+    #: JSON (the canonical array) always; CSV (`publish --all --csv`): a text/csv request per record type run
+    encodings: tuple[str, ...] = ("json", "csv")
     job_record_type: str = "job"
     job_fields: JobFields = JobFields()
 
@@ -104,8 +99,10 @@ class AgentInDestination:
     def confirmed_by_answer(self) -> bool:
         return not self.settings.acks
 
-    def send(self, records: Sequence[Mapping[str, Any]], *, message_id: str) -> Sequence[RecordResult]:
-        self.client.send_records(records, message_id=message_id)
+    def send(
+        self, records: Sequence[Mapping[str, Any]], *, message_id: str, encoding: str = "json"
+    ) -> Sequence[RecordResult]:
+        self.client.send_records(records, message_id=message_id, encoding=encoding)
         return ()
 
 

@@ -1,8 +1,9 @@
 """Dispatch Connect canonical record envelopes, shared by the client and the emulator.
 
-The playbook's canonical `agent/in` body is a JSON array of `{"header": {"record_type", "version"}, "record"}`
-items processed in order; its CSV form names columns in dot notation (`v3.organization.address.city`). Keeping
-both encodings here means the client and the emulator cannot drift apart.
+The playbook's canonical `agent/in` body is a JSON array of `{"header": {"record_type", "version", ...},
+"record": {...}, "attachment"?: "<base64>"}` items processed in order; its CSV form names columns in dot
+notation (`v3.organization.address.city`, lists by numbered segments: `v2.billing_document.lines.0.title`).
+Keeping both encodings here means the client and the emulator cannot drift apart.
 """
 
 from __future__ import annotations
@@ -11,45 +12,118 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_VERSION = "v3"
 
-#: Record types the emulator upserts by external id (the playbook's "To Dispatch" sections).
-UPSERT_TYPES = (
+#: Every "To Dispatch" record type of the playbook, in dependency order: a record comes after the records it
+#: names (a job after its organization and customer, a user's service area after the user, a billing
+#: document after its job and billing items). The outbox sorts each change set by this order.
+RECORD_TYPES = (
     "organization",
+    "config",
+    "trade_account_org",
+    "job_attribution",
+    "appointment_type",
+    "billing_item",
+    "user",
+    "trade_account_user",
+    "user_tag",
+    "profile_picture",
+    "service_area",
     "customer",
     "job",
-    "user",
+    "offer",
+    "job_trade",
+    "suggested_times",
     "appointment",
+    "auto_assign_technician",
+    "auto_assign_org",
     "attachment",
-    "billing_item",
+    "custom_form",
     "billing_document",
+    "calendar_event",
 )
 
+#: The header version each type's playbook sample carries; None: the sample sends no version.
+DEFAULT_VERSIONS: dict[str, str | None] = {
+    "organization": "v3",
+    "config": "v1",
+    "trade_account_org": None,
+    "job_attribution": "v1",
+    "appointment_type": "v1",
+    "billing_item": "v2",
+    "user": "v3",
+    "trade_account_user": None,
+    "user_tag": "v1",
+    "profile_picture": "v3",
+    "service_area": "v1",
+    "customer": "v3",
+    "job": "v3",
+    "offer": "v2",
+    "job_trade": None,
+    "suggested_times": None,
+    "appointment": "v3",
+    "auto_assign_technician": "v3",
+    "auto_assign_org": "v3",
+    "attachment": "v3",
+    "custom_form": None,
+    "billing_document": "v2",
+    "calendar_event": "v1",
+}
+
+#: Record types the emulator upserts by external id (kept for callers of the first emulator).
+UPSERT_TYPES = RECORD_TYPES
+
 _VERSION_RE = re.compile(r"^v\d+$")
+_RESERVED_HEADER_KEYS = ("record_type", "version")
+
+
+def default_version(record_type: str) -> str | None:
+    """The version a type's playbook sample sends; unknown types get v3 (the playbook's general version)."""
+    return DEFAULT_VERSIONS.get(record_type, DEFAULT_VERSION)
 
 
 @dataclass(frozen=True)
 class InboundRecord:
-    """One record of an `agent/in` request, whatever encoding it arrived in."""
+    """One record of an `agent/in` request, whatever encoding it arrived in. `header` holds the header's
+    keys beyond record_type and version (`action`, `admin`); `attachment` the top-level base64 body."""
 
     record_type: str
     record: dict[str, Any]
     version: str = DEFAULT_VERSION
+    header: dict[str, Any] = field(default_factory=dict)
+    attachment: str | None = None
 
 
 def envelope(item: Mapping[str, Any]) -> dict[str, Any]:
-    """Turn `{"record_type": ..., "record": {...}, "version"?: ...}` into the canonical array item."""
+    """A built record (`{"record_type", "record", "version"?, "header"?, "attachment"?, "identity"?}`) as the
+    canonical array item. The identity only de-duplicates and matches acks: it is never sent."""
     record_type = item.get("record_type")
     record = item.get("record")
     if not isinstance(record_type, str) or not record_type:
         raise ValueError("each record needs a non-empty 'record_type'")
     if not isinstance(record, Mapping):
         raise ValueError(f"record of type {record_type!r} needs a 'record' object")
-    version = item.get("version") or DEFAULT_VERSION
-    return {"header": {"record_type": record_type, "version": version}, "record": dict(record)}
+    header: dict[str, Any] = {"record_type": record_type}
+    version = item.get("version") or default_version(record_type)
+    if version:
+        header["version"] = version
+    extra = item.get("header") or {}
+    if not isinstance(extra, Mapping):
+        raise ValueError(f"record of type {record_type!r}: 'header' must be an object")
+    for key, value in extra.items():
+        if key in _RESERVED_HEADER_KEYS:
+            raise ValueError(f"record of type {record_type!r}: header key {key!r} is set by the envelope")
+        header[key] = value
+    out: dict[str, Any] = {"header": header, "record": dict(record)}
+    attachment = item.get("attachment")
+    if attachment is not None:
+        if not isinstance(attachment, str):
+            raise ValueError(f"record of type {record_type!r}: 'attachment' must be base64 text")
+        out["attachment"] = attachment
+    return out
 
 
 def envelopes(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -77,13 +151,54 @@ def parse_json_body(data: Any, record_type_header: str | None) -> list[InboundRe
             rtype = header.get("record_type") or record_type_header
             if not isinstance(rtype, str) or not rtype:
                 raise ValueError(f"item {index} has no header.record_type")
-            version = str(header.get("version") or DEFAULT_VERSION)
-            out.append(InboundRecord(rtype, unwrap_record(rtype, item["record"]), version))
+            version = str(header.get("version") or default_version(rtype) or "")
+            extra = {k: v for k, v in header.items() if k not in _RESERVED_HEADER_KEYS}
+            attachment = item.get("attachment")
+            out.append(
+                InboundRecord(
+                    rtype,
+                    unwrap_record(rtype, item["record"]),
+                    version,
+                    extra,
+                    attachment if isinstance(attachment, str) else None,
+                )
+            )
         elif record_type_header:
             out.append(InboundRecord(record_type_header, unwrap_record(record_type_header, item)))
         else:
             raise ValueError(f"item {index} has no header and the request has no RecordType header")
     return out
+
+
+# -- CSV -----------------------------------------------------------------------------------------------
+
+#: Leaf names Dispatch's schema reads as numbers or booleans. A CSV cell is text; the emulator reads these the
+#: way Dispatch would, so a record sent as CSV is stored as the same record sent as JSON.
+NUMBER_FIELDS = frozenset(
+    {
+        "qty", "price", "duration", "discount_amount", "service_fee", "expected_duration",
+        "default_duration_seconds", "appointment_duration_minutes", "latitude", "longitude",
+        "min_hours_out", "max_hours_out", "tax_rate",
+    }
+)  # fmt: skip
+BOOLEAN_FIELDS = frozenset(
+    {
+        "taxable", "active", "is_default", "price_locked", "always_create", "primary", "notify",
+        "skip_customer_signature", "service_fee_precollected", "include_linked_orgs", "override_availability",
+        "two_tech", "reschedule_reminder", "show_decline", "include_weekends", "admin",
+    }
+)  # fmt: skip
+_NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def csv_value(name: str, text: str) -> Any:
+    """A cell as Dispatch reads it: the schema's numbers and booleans typed, everything else text (a postal
+    code `02446` stays text). A cell that does not parse stays text, for validation to name."""
+    if name in NUMBER_FIELDS and _NUMBER_RE.match(text):
+        return float(text) if "." in text else int(text)
+    if name in BOOLEAN_FIELDS and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
 
 
 def _set_path(target: dict[str, Any], path: Sequence[str], value: str) -> None:
@@ -93,18 +208,30 @@ def _set_path(target: dict[str, Any], path: Sequence[str], value: str) -> None:
         if not isinstance(child, dict):
             raise ValueError(f"column path {'.'.join(path)!r} clashes with a scalar column")
         node = child
-    node[path[-1]] = value
+    if isinstance(node.get(path[-1]), dict):
+        raise ValueError(f"column path {'.'.join(path)!r} clashes with a nested column")
+    node[path[-1]] = csv_value(path[-1], value)
+
+
+def _listify(value: Any) -> Any:
+    """Numbered segments (`lines.0.title`) become lists, in index order; other objects stay objects."""
+    if not isinstance(value, dict):
+        return value
+    inner = {key: _listify(item) for key, item in value.items()}
+    if inner and all(key.isdigit() for key in inner):
+        return [inner[key] for key in sorted(inner, key=int)]
+    return inner
 
 
 def _split_column(column: str, default_type: str | None) -> tuple[str, str, list[str]]:
     parts = [p for p in column.strip().split(".") if p]
-    version = DEFAULT_VERSION
+    version = None
     if parts and _VERSION_RE.match(parts[0]):
         version = parts.pop(0)
     if len(parts) >= 2:
-        return version, parts[0], parts[1:]
+        return version or default_version(parts[0]) or "", parts[0], parts[1:]
     if len(parts) == 1 and default_type:
-        return version, default_type, parts
+        return version or default_version(default_type) or "", default_type, parts
     raise ValueError(f"CSV column {column!r} is not in dot notation (v3.<record_type>.<field>)")
 
 
@@ -139,7 +266,8 @@ def parse_csv_body(text: str, record_type_header: str | None = None) -> list[Inb
     """Read canonical CSV: header `v3.<type>.<dotted.path>`, one record per row and type.
 
     Empty cells are left out (absent means unchanged). An unreadable header raises ValueError (nothing in the
-    body can be read without it); a bad row becomes a CsvRowError and the other rows still count."""
+    body can be read without it); a bad row becomes a CsvRowError and the other rows still count. A
+    column `<type>.attachment` is the record's base64 body (the playbook's FSM user sample puts it there)."""
     rows = _csv_rows(text)
     first = next(rows, None)
     if first is None:
@@ -165,8 +293,14 @@ def parse_csv_body(text: str, record_type_header: str | None = None) -> list[Inb
         except ValueError as exc:
             out.append(CsvRowError(number, first_type, f"CSV row {number}: {exc}"))
             continue
-        out.extend(InboundRecord(rtype, rec, ver) for (rtype, ver), rec in by_type.items())
+        out.extend(_csv_record(rtype, ver, rec) for (rtype, ver), rec in by_type.items())
     return out
+
+
+def _csv_record(record_type: str, version: str, record: dict[str, Any]) -> InboundRecord:
+    body = {key: _listify(value) for key, value in record.items()}
+    attachment = body.pop("attachment", None) if record_type == "profile_picture" else None
+    return InboundRecord(record_type, body, version, {}, attachment if isinstance(attachment, str) else None)
 
 
 def _row_problem(row: list[str] | str, columns: int) -> str:
@@ -175,23 +309,37 @@ def _row_problem(row: list[str] | str, columns: int) -> str:
     return f"has {len(row)} values for {columns} columns"
 
 
-def to_csv(record_type: str, records: Sequence[Mapping[str, Any]], version: str = "v3") -> str:
-    """Write records as canonical dot-notation CSV (used by tests and by integrators trying the CSV form)."""
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def to_csv(record_type: str, records: Sequence[Mapping[str, Any]], version: str | None = "v3") -> str:
+    """Records of one type as canonical dot-notation CSV; lists by numbered segments (`lines.0.title`).
+
+    A null, an empty list or an empty object has no cell (CSV cannot tell them from "unchanged")."""
     columns: list[str] = []
 
     def flatten(prefix: str, value: Any, row: dict[str, str]) -> None:
         if isinstance(value, Mapping):
             for key, inner in value.items():
                 flatten(f"{prefix}.{key}", inner, row)
-        else:
-            row[prefix] = "" if value is None else str(value)
+        elif isinstance(value, list | tuple):
+            for index, inner in enumerate(value):
+                flatten(f"{prefix}.{index}", inner, row)
+        elif value is not None:
+            row[prefix] = _cell(value)
             if prefix not in columns:
                 columns.append(prefix)
 
     flat_rows: list[dict[str, str]] = []
+    root = f"{version}.{record_type}" if version else record_type
     for record in records:
         row: dict[str, str] = {}
-        flatten(f"{version}.{record_type}", record, row)
+        flatten(root, record, row)
         flat_rows.append(row)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -199,3 +347,49 @@ def to_csv(record_type: str, records: Sequence[Mapping[str, Any]], version: str 
     for row in flat_rows:
         writer.writerow([row.get(c, "") for c in columns])
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class CsvPart:
+    """One `agent/in` request of a batch sent as CSV: `csv` text (one record type and version), or `json`
+    items for records CSV cannot carry (header keys such as `action: delete`)."""
+
+    record_type: str
+    csv: str | None = None
+    json: list[dict[str, Any]] | None = None
+
+
+def csv_parts(items: Sequence[Mapping[str, Any]]) -> list[CsvPart]:
+    """A batch as CSV requests: each run of consecutive records of one type and version is one CSV file, so
+    the batch's dependency order holds across requests. A profile picture's base64 body goes in its
+    `attachment` column (the playbook's FSM sample); a record with extra header keys goes as JSON."""
+    parts: list[CsvPart] = []
+    run: list[dict[str, Any]] = []
+    run_key: tuple[str, str | None] | None = None
+
+    def close() -> None:
+        if run and run_key is not None:
+            parts.append(CsvPart(run_key[0], csv=to_csv(run_key[0], run, run_key[1])))
+        run.clear()
+
+    for item in items:
+        env = envelope(item)
+        header = env["header"]
+        record_type, version = header["record_type"], header.get("version")
+        if len(header) > (2 if version else 1):
+            close()
+            run_key = None
+            if parts and parts[-1].json is not None:
+                parts[-1].json.append(env)
+            else:
+                parts.append(CsvPart(record_type, json=[env]))
+            continue
+        if run_key != (record_type, version):
+            close()
+            run_key = (record_type, version)
+        record = dict(env["record"])
+        if "attachment" in env:
+            record["attachment"] = env["attachment"]
+        run.append(record)
+    close()
+    return parts

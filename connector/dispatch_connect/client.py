@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from connector import jsoncodec
-from connector.dispatch_connect.canonical import envelopes
+from connector.dispatch_connect.canonical import csv_parts, envelopes
 from connector.dispatch_connect.signing import sign
 from connector.errors import ConnectorError, RemoteRejected, TransientError
 from connector.retry import send_with_retries
@@ -35,6 +35,7 @@ HEADER_KEY = "X-Dispatch-Key"
 HEADER_SIGNATURE = "X-Dispatch-Signature"
 HEADER_MESSAGE_ID = "MessageId"
 HEADER_RECORD_TYPE = "RecordType"
+CSV_CONTENT_TYPE = "text/csv"
 
 
 class DispatchUnavailable(TransientError):
@@ -192,18 +193,32 @@ class DispatchConnectClient:
         *,
         message_id: str,
         record_type_header: str | None = None,
+        encoding: str = "json",
     ) -> None:
         """POST one change set to `agent/in`.
 
-        `records` items are `{"record_type": "job", "record": {...}}` with an optional `"version"` (default
-        "v3"; the billing samples use "v2"). They are sent as one canonical JSON array in the given order.
+        `records` items are built records (`{"record_type": "job", "record": {...}}` with optional `version`,
+        `header`, `attachment`, `identity`; canonical.envelope). As JSON they go as one canonical array in
+        the given order. As CSV (`encoding="csv"`, a first load) each run of one record type is one
+        text/csv request, in the batch's order, all under the batch's MessageId; a failed request fails
+        the batch, whose retry re-sends every part (Dispatch upserts, so a repeated part changes nothing).
         200 means Dispatch received the batch, not that it applied it: watch for `ack`/`err` events whose
         `msg_id` equals `message_id`.
         """
-        body = jsoncodec.dumps(envelopes(records))
         headers = {HEADER_MESSAGE_ID: message_id}
         if record_type_header:
             headers[HEADER_RECORD_TYPE] = record_type_header
+        if encoding == "csv":
+            for part in csv_parts(records):
+                if part.csv is not None:
+                    csv_headers = {**headers, "Content-Type": CSV_CONTENT_TYPE}
+                    self._post(PATH_IN, part.csv.encode(), headers=csv_headers, compress=self.gzip_body)
+                else:
+                    self._post(PATH_IN, jsoncodec.dumps(part.json), headers=headers, compress=self.gzip_body)
+            return
+        if encoding != "json":
+            raise ValueError(f"unknown agent/in encoding {encoding!r} (json, csv)")
+        body = jsoncodec.dumps(envelopes(records))
         self._post(PATH_IN, body, headers=headers, compress=self.gzip_body)
 
     def poll(self, max_messages: int = MAX_MESSAGES_PER_POLL) -> list[OutboundMessage]:
