@@ -1,4 +1,6 @@
 """CRM -> Dispatch: find flagged records whose relevant fields changed, and publish them as change sets.
+Long (over 500 lines) because the cycle, the by-id publish of change events and the decision rules share
+one unit of work and read best together.
 
 One cycle per mapped CRM object: one SOQL query over the SystemModstamp watermark (re-reading a lookback
 window, because a transaction that commits late can carry an older SystemModstamp than one already seen),
@@ -11,10 +13,13 @@ so they hash the same and never echo.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote_plus
 
 from sqlmodel import Session
 
@@ -52,6 +57,13 @@ from sync.writeback.queue import enqueue_update
 ROWS_PER_COMMIT = 5000
 ROWS_PER_DECISION = 500  # rows whose tracked state is loaded in one query
 BACKFILL_ROWS_PER_COMMIT = 2000
+# Salesforce caps a call's URI plus headers at 16,384 bytes (414/431 beyond): `WHERE Id IN (...)` queries are
+# cut so their encoded URI stays under this, leaving the rest for the headers (the session token among them).
+MAX_QUERY_URI = 8000
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+# One publisher per process: the lease below is re-entrant for its own holder (host, pid), so the scheduled
+# cycle and the change-event listener (sync/outbound/streaming.py) would otherwise run side by side.
+_IN_PROCESS = threading.Lock()
 
 
 @dataclass
@@ -77,6 +89,7 @@ def publish_changes(
     full: bool = False,
     progress: Callable[[int], None] | None = None,
     rows_per_commit: int = ROWS_PER_COMMIT,
+    only: Mapping[str, Iterable[str]] | None = None,
 ) -> PublishReport:
     """Run one publish cycle: re-send what a crash left pending, then collect and send new change sets.
 
@@ -84,15 +97,48 @@ def publish_changes(
     a small cycle is one change set and one request), which keeps memory flat however many records are
     flagged;
     an interrupted cycle loses at most the unit in hand, and its rerun skips by hash everything already
-    published. A watermark commits with, or after, the last unit of its object."""
+    published. A watermark commits with, or after, the last unit of its object.
+
+    `only` ({object: [record ids]}, from change events) publishes just those records, read by id through
+    queryAll (a deleted one follows `on_delete`), with the same decisions and outbox; no watermark moves, so
+    the next cycle still re-reads everything since the last one."""
     report = PublishReport()
     if dry_run:
-        _run_cycle(ctx, report, full, progress, rows_per_commit, dry_run=True)
+        _run_cycle(ctx, report, full, progress, rows_per_commit, dry_run=True, only=only)
         return report
-    with single_instance(ctx.engine, "publisher"):
+    with _IN_PROCESS, single_instance(ctx.engine, "publisher"):
         send_pending(ctx, report)
-        _run_cycle(ctx, report, full, progress, rows_per_commit, dry_run=False)
+        _run_cycle(ctx, report, full, progress, rows_per_commit, dry_run=False, only=only)
     return report
+
+
+def rows_by_id(
+    crm: Any,
+    object_name: str,
+    ids: Iterable[str],
+    select: str,
+    *,
+    where: str = "",
+    include_deleted: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Rows of `object_name` by record id: `<select> WHERE Id IN (...)[ AND <where>]`, one query per slice of
+    ids short enough for Salesforce's URI limit, through queryAll unless `include_deleted` is false."""
+    unique = list(dict.fromkeys(ids))
+    if bad := [i for i in unique if not _RECORD_ID.fullmatch(i)]:
+        raise ValueError(f"{object_name}: not Salesforce record ids: {', '.join(map(repr, bad[:5]))}")
+    tail = f" AND {where}" if where else ""
+    room = MAX_QUERY_URI - len(quote_plus(f"{select} WHERE Id IN (){tail}")) - 100  # 100: path and `?q=`
+    chunk: list[str] = []
+    used = 0
+    for crm_id in [*unique, ""]:  # quote_plus("'<id>', ") is %27<id>%27%2C+: the id and 10 characters
+        if chunk and (not crm_id or used + len(crm_id) + 10 > room):
+            quoted = ", ".join(f"'{i}'" for i in chunk)
+            yield from crm.query_iter(
+                f"{select} WHERE Id IN ({quoted}){tail}", include_deleted=include_deleted
+            )
+            chunk, used = [], 0
+        chunk.append(crm_id)
+        used += len(crm_id) + 10
 
 
 class _Unit:
@@ -134,14 +180,18 @@ def _run_cycle(
     rows_per_commit: int,
     *,
     dry_run: bool,
+    only: Mapping[str, Iterable[str]] | None = None,
 ) -> None:
     built: dict[str, list[Any]] = {}  # payloads committed this cycle, by MessageId: sent without a re-read
     unit = _Unit(ctx, report, dry_run, built)
     try:
-        for name, spec in ctx.mapping.objects.items():
+        for name, spec in _objects(ctx, only):
             newest: datetime | None = None
-            query, include_deleted = _query_for(ctx, unit.session, name, spec, full)
-            rows = ctx.crm.query_iter(query, include_deleted=include_deleted)
+            if only is None:
+                query, include_deleted = _query_for(ctx, unit.session, name, spec, full)
+                rows = ctx.crm.query_iter(query, include_deleted=include_deleted)
+            else:
+                rows = _rows_of(ctx, name, spec, only[name])
             for chunk in chunked(rows, min(rows_per_commit, ROWS_PER_DECISION)):
                 newest = _later(newest, _decide_rows(unit, name, spec, chunk))
                 unit.rows += len(chunk)
@@ -152,7 +202,8 @@ def _run_cycle(
                     if not dry_run:
                         send_pending(ctx, report, built)
                     unit = _Unit(ctx, report, dry_run, built)
-            _advance_watermark(unit.session, name, spec, newest, getattr(ctx.crm, "server_time", None))
+            if only is None:
+                _advance_watermark(unit.session, name, spec, newest, getattr(ctx.crm, "server_time", None))
         unit.commit()
     except BaseException:
         unit.session.rollback()
@@ -160,6 +211,23 @@ def _run_cycle(
         raise
     if not dry_run:
         send_pending(ctx, report, built)
+
+
+def _objects(ctx: SyncContext, only: Mapping[str, Iterable[str]] | None) -> list[tuple[str, ObjectSpec]]:
+    if only is None:
+        return list(ctx.mapping.objects.items())
+    if unknown := sorted(set(only) - set(ctx.mapping.objects)):
+        raise ValueError(f"not mapped: {', '.join(unknown)} (mapped: {', '.join(ctx.mapping.objects)})")
+    return [(name, spec) for name, spec in ctx.mapping.objects.items() if name in only]
+
+
+def _rows_of(ctx: SyncContext, name: str, spec: ObjectSpec, ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The rows an incremental cycle would read of these records: deleted ones too (queryAll, IsDeleted),
+    or only those with the pending flag set (Dispatch Pending mode)."""
+    if spec.pending:
+        pending = f"{spec.pending.field} = true"
+        return rows_by_id(ctx.crm, name, ids, soql_select(spec, name), where=pending, include_deleted=False)
+    return rows_by_id(ctx.crm, name, ids, soql_select(spec, name, extra=("IsDeleted",)))
 
 
 def _query_for(
