@@ -15,15 +15,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from connector.errors import ConfigurationError
-from connector.mapping_values import (
-    TEMPLATE_FIELD,
-    Reader,
-    Resolver,
-    compile_value,
-)
+from connector.mapping_children import ChildSpec as ChildSpec
+from connector.mapping_children import check_refs, check_selected, child_reader, scoped_paths
+from connector.mapping_records import ConditionSpec as ConditionSpec
+from connector.mapping_records import RecordSpec as RecordSpec
+from connector.mapping_records import ValueSpec as ValueSpec
+from connector.mapping_records import build_records as build_spec_records
+from connector.mapping_records import known_record_types as known_record_types
+from connector.mapping_records import record_identity as record_identity
+from connector.mapping_values import BLOB_MARKER as BLOB_MARKER
+from connector.mapping_values import Reader
 from connector.mapping_values import (
     RecordBuildError as RecordBuildError,  # raised by build_records: part of this module's API
 )
@@ -63,107 +67,6 @@ DEFAULT_MAPPING = Path(__file__).parent / "mappings" / "salesforce_default.yaml"
 
 class MappingFileError(ConfigurationError):
     """The mapping file is unreadable or invalid; names the file, the key and what is wrong."""
-
-
-class ValueSpec(StrictModel):
-    """Where one canonical value comes from: a CRM field path, a constant, a template or an earlier record."""
-
-    field: str | None = None
-    const: Any = None
-    template: str | None = None
-    ref: str | None = None
-    map: dict[str, Any] | None = None
-    default: Any = None
-    format: Literal["string", "datetime", "date", "int", "float", "bool"] | None = None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ValueSpec:
-        sources = [s for s in ("field", "template", "ref") if getattr(self, s) is not None]
-        if len(sources) > 1:
-            raise ValueError(f"give only one of field, template, ref (got {', '.join(sources)})")
-        if not sources and self.const is None:
-            raise ValueError("needs one of field, const, template or ref")
-        return self
-
-    def crm_fields(self) -> list[str]:
-        if self.field:
-            return [self.field]
-        return TEMPLATE_FIELD.findall(self.template or "")
-
-    @cached_property
-    def resolver(self) -> Resolver:
-        """This value compiled once (paths split, template parsed, format chosen): it runs for every
-        mapped value of every changed row."""
-        return compile_value(self)
-
-
-def _coerce_value_spec(value: Any) -> Any:
-    return {"field": value} if isinstance(value, str) else value
-
-
-class RecordSpec(StrictModel):
-    """One canonical record built from a CRM row; emitted only when `when` (a CRM field path) has a value."""
-
-    type: str
-    external_id: ValueSpec
-    fields: dict[str, ValueSpec] = Field(default_factory=dict)
-    when: str | None = None
-
-    @cached_property
-    def when_reader(self) -> Reader | None:
-        return path_reader(self.when) if self.when else None
-
-    @cached_property
-    def plan(self) -> tuple[tuple[tuple[str, ...], str, Resolver], ...]:
-        """(parent keys, leaf key, resolver) per field: `home_address.street_1` nests, split once."""
-        steps = []
-        for path, value in self.fields.items():
-            *parents, leaf = path.split(".")
-            steps.append((tuple(parents), leaf, value.resolver))
-        return tuple(steps)
-
-    @cached_property
-    def has_lists(self) -> bool:
-        """Whether a field path has a numeric segment (`contacts.0.first_name`): the record holds lists."""
-        return any(part.isdigit() for path in self.fields for part in path.split("."))
-
-    @cached_property
-    def list_elements(self) -> tuple[tuple[tuple[str, ...], ...], ...]:
-        """Per field (in `plan` order): the list elements its value fills (`("contacts", "0")`). A constant
-        fills only an element that is itself the value (`external_ids.0`): constants alone never keep an
-        object element, so a phone method with no number is dropped."""
-        elements = []
-        for path, value in self.fields.items():
-            parts = path.split(".")
-            sourced = bool(value.field or value.template or value.ref)
-            elements.append(
-                tuple(
-                    tuple(parts[: i + 1])
-                    for i, part in enumerate(parts)
-                    if part.isdigit() and (sourced or i == len(parts) - 1)
-                )
-            )
-        return tuple(elements)
-
-    @field_validator("type")
-    @classmethod
-    def _known_type(cls, value: str) -> str:
-        known = known_record_types()
-        if value not in known:
-            raise ValueError(f"unknown record type {value!r}; the back ends know: {', '.join(sorted(known))}")
-        return value
-
-    @field_validator("external_id", mode="before")
-    @classmethod
-    def _external_id(cls, value: Any) -> Any:
-        return _coerce_value_spec(value)
-
-    @field_validator("fields", mode="before")
-    @classmethod
-    def _fields(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        return {k: _coerce_value_spec(v) for k, v in value.items()}
 
 
 class FlagSpec(StrictModel):
@@ -219,6 +122,8 @@ class ObjectSpec(StrictModel):
     backend: str | None = None
     route: RouteSpec | None = None
     select: list[str]
+    # Child relationships read with the object in its one query (connector.mapping_children).
+    children: dict[str, ChildSpec] = Field(default_factory=dict)
     relevant: list[str] | None = None
     records: list[RecordSpec]
     # Records for a named back end whose record types differ (a work order routed to Dispatch v3 instead of
@@ -241,8 +146,16 @@ class ObjectSpec(StrictModel):
             raise ValueError("give either backend or route, not both")
         if "id" not in selected:
             raise ValueError("select must include Id")
+        for records in (self.records, *self.backend_records.values()):
+            if not records:
+                raise ValueError("records must name at least one record")
+            if all(spec.each for spec in records):
+                raise ValueError(
+                    "records need one record that is not `each`: the last such record is the primary record"
+                )
+        check_selected(self.scoped_paths, self.select, self.children)
         for name in self.referenced_fields():
-            if name.lower() not in selected:
+            if name.lower() not in selected and name not in self.children:
                 raise ValueError(f"field {name!r} is used but not in select")
         echo = {f.lower() for f in self.relevant_fields()} & {f.lower() for f in self.write_back.all_fields()}
         if echo:
@@ -250,32 +163,61 @@ class ObjectSpec(StrictModel):
                 f"relevant fields {sorted(echo)} are also written back: every write-back would "
                 "republish the record; remove them from relevant"
             )
-        for records in (self.records, *self.backend_records.values()):
-            if not records:
-                raise ValueError("records must name at least one record")
-            types = [r.type for r in records]
-            for spec in records:
-                for value in (spec.external_id, *spec.fields.values()):
-                    if value.ref and value.ref not in types[: types.index(spec.type)]:
-                        raise ValueError(
-                            f"{spec.type} refers to {value.ref!r}, which is not an earlier record"
-                        )
+        check_refs(self._keyed_records(only=key) for key in self._record_lists())
         return self
 
+    def _record_lists(self) -> list[str]:
+        return ["records", *(f"backend_records.{name}" for name in self.backend_records)]
+
+    def _keyed_records(self, only: str | None = None) -> list[tuple[str, RecordSpec]]:
+        """(mapping key, record) of every record, `records.0` or `backend_records.<back end>.0`."""
+        lists = [("records", self.records)] + [
+            (f"backend_records.{k}", v) for k, v in self.backend_records.items()
+        ]
+        return [
+            (f"{key}.{i}", spec)
+            for key, specs in lists
+            if only in (None, key)
+            for i, spec in enumerate(specs)
+        ]
+
+    @cached_property
+    def scoped_paths(self) -> tuple[tuple[str, str | None, str], ...]:
+        """(key, child relationship or None, path) of every CRM path the records read."""
+        return tuple(scoped_paths(self._keyed_records(), self.children))
+
+    @cached_property
+    def child_paths(self) -> dict[str, tuple[str, ...]]:
+        """Per child relationship the records use: the child paths they read (the hash covers those)."""
+        used: dict[str, dict[str, None]] = {}
+        for _key, scope, path in self.scoped_paths:
+            if scope is not None:
+                used.setdefault(scope, {}).setdefault(path, None)
+        for _key, spec in self._keyed_records():
+            for relationship in _relationships(spec):
+                used.setdefault(relationship, {})
+        return {name: tuple(paths) for name, paths in used.items()}
+
+    @cached_property
+    def has_blobs(self) -> bool:
+        """Whether a record carries a file body (the publisher downloads those before the outbox commit)."""
+        return any(
+            value.blob or any(inner.blob for inner in (value.fields or {}).values())
+            for _key, spec in self._keyed_records()
+            for _value_key, value in spec.values()
+        )
+
     def referenced_fields(self) -> list[str]:
+        """The object's fields the mapping reads, then each child relationship the records use."""
         names: list[str] = [self.flag.field]
-        for spec in (s for records in (self.records, *self.backend_records.values()) for s in records):
-            for value in (spec.external_id, *spec.fields.values()):
-                names.extend(value.crm_fields())
-            if spec.when:
-                names.append(spec.when)
+        names.extend(path for _key, scope, path in self.scoped_paths if scope is None)
         if self.status_field:
             names.append(self.status_field)
         if self.pending:
             names.append(self.pending.field)
         if self.route:
             names.append(self.route.field)
-        return names
+        return names + list(self.child_paths)
 
     def routed_backends(self, default: str) -> set[str]:
         """Every back end this object's records may go to."""
@@ -306,16 +248,22 @@ class ObjectSpec(StrictModel):
 
     @cached_property
     def relevant_readers(self) -> tuple[tuple[str, Reader], ...]:
-        """(name, reader) of the relevant fields, sorted by name: the hash's input order."""
-        return tuple((name, path_reader(name)) for name in sorted(self.relevant_names))
+        """(name, reader) of the relevant fields, sorted by name: the hash's input order. A child
+        relationship reads the values its child rows give the records, row by row."""
+        paths = self.child_paths
+        return tuple(
+            (name, child_reader(name, paths.get(name, ())) if name in self.children else path_reader(name))
+            for name in sorted(self.relevant_names)
+        )
 
     def records_for(self, backend: str | None = None) -> list[RecordSpec]:
         """The records a row becomes for this back end: its own `backend_records`, else `records`."""
         return self.backend_records.get(backend, self.records) if backend else self.records
 
     def primary_record(self, backend: str | None = None) -> RecordSpec:
-        """The record whose external id identifies the CRM row (job for a work order, ...): the last one."""
-        return self.records_for(backend)[-1]
+        """The record whose external id identifies the CRM row (job for a work order, ...): the last one
+        that is not an `each` record (those are one per child row)."""
+        return [spec for spec in self.records_for(backend) if spec.each is None][-1]
 
 
 class Mapping_(StrictModel):
@@ -369,6 +317,12 @@ class MappingConfig:
             ) from None
 
 
+def _relationships(spec: RecordSpec) -> list[str]:
+    """The child relationships a record reads: its `each`, and its `children` lists."""
+    names = [spec.each] if spec.each else []
+    return names + [value.children for _key, value in spec.values() if value.children]
+
+
 def _route_keys(spec: ObjectSpec) -> list[tuple[str, str]]:
     if spec.backend:
         return [("backend", spec.backend)]
@@ -376,13 +330,6 @@ def _route_keys(spec: ObjectSpec) -> list[tuple[str, str]]:
         return []
     keys = [(f"route.map.{value}", backend) for value, backend in spec.route.map.items()]
     return keys + ([("route.default", spec.route.default)] if spec.route.default else [])
-
-
-def known_record_types() -> set[str]:
-    """Record types some registered back end takes (a mapping naming another is refused at load)."""
-    from connector.registry import backend_type, known_types
-
-    return {rtype for name in known_types() for rtype in backend_type(name).record_types}
 
 
 def load_mapping(path: str | Path | None = None) -> MappingConfig:
@@ -410,47 +357,9 @@ def build_records(
     obj: ObjectSpec, row: Mapping[str, Any], backend: str | None = None
 ) -> list[dict[str, Any]]:
     """Canonical records for one CRM row, in the mapping's (dependency) order, as
-    `{"record_type": ..., "record": {...}}`. Empty values are left out: Dispatch treats absent as
-    unchanged."""
-    refs: dict[str, str] = {}
-    built: list[dict[str, Any]] = []
-    for spec in obj.records_for(backend):
-        if spec.when_reader and spec.when_reader(row) in (None, "", False):
-            continue
-        external_id = spec.external_id.resolver(row, refs)
-        if external_id is None or external_id == "":
-            continue
-        record: dict[str, Any] = {"external_id": str(external_id)}
-        filled: set[tuple[str, ...]] = set()
-        for index, (parents, leaf, resolver) in enumerate(spec.plan):
-            value = resolver(row, refs)
-            if value is None or value == "":
-                continue
-            target = record
-            for part in parents:
-                target = target.setdefault(part, {})
-            target[leaf] = value
-            if spec.has_lists:
-                filled.update(spec.list_elements[index])
-        refs[spec.type] = str(external_id)
-        built.append(
-            {"record_type": spec.type, "record": _as_lists(record, filled) if spec.has_lists else record}
-        )
-    return built
-
-
-def _as_lists(node: dict[str, Any], filled: set[tuple[str, ...]], at: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Objects keyed by numbers become lists in number order (`contacts.1.first_name` is the second
-    contact). An element no CRM value filled (only constants, or nothing) is dropped and the list closes
-    up, so `contacts.1` of a work order with one contact leaves one contact."""
-    for key, value in list(node.items()):
-        if not isinstance(value, dict):
-            continue
-        value = _as_lists(value, filled, (*at, key))
-        if value and all(k.isdigit() for k in value):
-            value = [value[k] for k in sorted(value, key=int) if (*at, key, k) in filled]
-        node[key] = value
-    return node
+    `{"record_type": ..., "record": {...}}` (connector.mapping_records.build_records). Empty values are left
+    out: Dispatch treats absent as unchanged."""
+    return build_spec_records(obj.records_for(backend), row)
 
 
 # One encoder, built once: json.dumps with options builds a new one per call. Same bytes as
@@ -469,5 +378,7 @@ def relevant_snapshot(obj: ObjectSpec, row: Mapping[str, Any]) -> dict[str, Any]
 
 
 def soql_select(obj: ObjectSpec, object_name: str, extra: Iterable[str] = ()) -> str:
+    """The object's SELECT: its fields, then one subquery per child relationship (read in the same call)."""
     fields: dict[str, None] = dict.fromkeys([*obj.select, "SystemModstamp", *extra])
-    return f"SELECT {', '.join(fields)} FROM {object_name}"
+    subqueries = [child.subquery(name) for name, child in obj.children.items()]
+    return f"SELECT {', '.join([*fields, *subqueries])} FROM {object_name}"
