@@ -20,6 +20,10 @@ from tests.connector.dispatch_helpers import (
 )
 
 
+# Jobs name existing organizations: the playbook's "contractor_2" of a reassignment exists in Dispatch.
+ORG_2 = ("organization", {"external_id": "org-2", "name": "Other provider", "phone_number": "(555)010-0353"})
+
+
 def send(client: DispatchConnectClient, emulator: DispatchEmulator, *items, msg: str = "m-1") -> None:
     client.send_records([{"record_type": t, "record": r} for t, r in items], message_id=msg)
     assert emulator.wait_idle(5)
@@ -170,7 +174,7 @@ def test_changing_organization_cancels_for_old_and_creates_for_new(
 ) -> None:
     send(dispatch_client, dispatch_emulator, ORG, job(org="org-1"))
     old_id = dispatch_emulator.records("job")["job-1"]["id"]
-    send(dispatch_client, dispatch_emulator, job(org="org-2"))
+    send(dispatch_client, dispatch_emulator, ORG_2, job(org="org-2"))
     history = dispatch_emulator.job_assignments("job-1")
     assert [(h["external_organization_id"], h["status"]) for h in history] == [
         ("org-1", "canceled"),
@@ -184,7 +188,7 @@ def test_changing_organization_cancels_for_old_and_creates_for_new(
 def test_reassignment_emits_no_echo_event(
     dispatch_client: DispatchConnectClient, dispatch_emulator: DispatchEmulator
 ) -> None:
-    send(dispatch_client, dispatch_emulator, ORG, job(org="org-1"), job(org="org-2"))
+    send(dispatch_client, dispatch_emulator, ORG, ORG_2, job(org="org-1"), job(org="org-2"))
     assert {put for put, _ in puts(drain(dispatch_client))} == {"ack"}
 
 
@@ -203,7 +207,7 @@ def test_address_without_state_and_zip_is_err_with_msg_id(
 def test_address_with_zip_only_is_enough(
     dispatch_client: DispatchConnectClient, dispatch_emulator: DispatchEmulator
 ) -> None:
-    send(dispatch_client, dispatch_emulator, job(address={"postal_code": "02110"}))
+    send(dispatch_client, dispatch_emulator, ORG, job(address={"postal_code": "02110"}))
     assert "job-1" in dispatch_emulator.records("job")
 
 
@@ -230,11 +234,15 @@ def test_invalid_email_is_stripped_not_fatal(
     dispatch_client: DispatchConnectClient, dispatch_emulator: DispatchEmulator
 ) -> None:
     tech = {"external_id": "u-1", "email": "jim@@abc.com", "phone_number": "(555) 122-1912"}
-    send(dispatch_client, dispatch_emulator, ("user", tech))
+    tech["external_organization_id"] = "org-1"  # a user needs its organization (the key is no provider's)
+    send(dispatch_client, dispatch_emulator, ORG, ("user", tech))
     user = dispatch_emulator.records("user")["u-1"]
     assert "email" not in user
     assert user["phone_number"] == "(555) 122-1912"
-    assert [p for p, _ in puts(drain(dispatch_client))] == ["ack"]
+    assert [(p, d["model"]) for p, d in puts(drain(dispatch_client))] == [
+        ("ack", "organization"),
+        ("ack", "user"),
+    ]
 
 
 def test_invalid_customer_phone_is_stripped(

@@ -27,7 +27,7 @@ from connector.sandbox.dispatch_connect.control import (
     FieldControl,
 )
 from connector.sandbox.dispatch_connect.queue import OutboundQueue, QueueFaults
-from connector.sandbox.dispatch_connect.store import RecordStore, json_copy
+from connector.sandbox.dispatch_connect.store import RecordStore, json_copy, key_organization
 from connector.sandbox.server import EmulatorServer, Faults
 
 # Re-exported: they were defined here before control.py existed.
@@ -62,7 +62,7 @@ class DispatchEmulator(FieldControl):
         self.acks_enabled = acks_enabled
         self.faults = faults or Faults()
         self.queue = OutboundQueue(clock, visibility_timeout, queue_faults)
-        self.store = RecordStore(clock)
+        self.store = RecordStore(clock, key_organization(public_key))
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._applier = ApplyWorker(

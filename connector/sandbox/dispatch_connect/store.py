@@ -9,7 +9,6 @@ become `err` events.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import threading
 from collections.abc import Callable
@@ -17,6 +16,9 @@ from typing import Any, TypeVar, cast
 
 from connector.dispatch_connect.canonical import InboundRecord
 from connector.sandbox.dispatch_connect import events as ev
+from connector.sandbox.dispatch_connect.rules import RecordError, Rules, ack_external_id, natural_key
+
+__all__ = ["RecordError", "RecordStore", "json_copy", "key_organization", "strip_invalid_contacts"]
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _PHONE_CHARS_RE = re.compile(r"^\+?[\d\s().\-]+$")
@@ -44,14 +46,6 @@ def json_copy(value: _T) -> _T:
     if type(data) is list:
         return cast(_T, [json_copy(item) for item in data])
     return value
-
-
-class RecordError(Exception):
-    """A record Dispatch would refuse; becomes an `err` event."""
-
-    def __init__(self, errors: dict[str, list[str]]) -> None:
-        super().__init__(json.dumps({"errors": errors}, separators=(",", ":")))
-        self.errors = errors
 
 
 def _strip_contact_fields(record: dict[str, Any], where: str, warnings: list[str]) -> None:
@@ -95,11 +89,23 @@ def _has_contact(record: dict[str, Any]) -> bool:
     return bool(record.get("email") or record.get("phone_number") or record.get("phone_numbers"))
 
 
-class RecordStore:
-    """All canonical records by type and key, plus each job's provider history. Thread-safe."""
+def key_organization(public_key: str) -> dict[str, Any] | None:
+    """The organization an `organization|<id>|<name>` key belongs to; None for any other key (enterprise)."""
+    kind, _, rest = public_key.partition("|")
+    dispatch_id, _, name = rest.partition("|")
+    if kind != "organization" or not dispatch_id:
+        return None
+    return {"id": int(dispatch_id) if dispatch_id.isdigit() else dispatch_id, "name": name}
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+
+class RecordStore:
+    """All canonical records by type and key, plus each job's provider history. Thread-safe.
+
+    `key_organization` is the organization of the account's key (records that name none are its own)."""
+
+    def __init__(self, clock: Callable[[], float], key_organization: dict[str, Any] | None = None) -> None:
         self.clock = clock
+        self.rules = Rules(self.find, key_organization)
         self.lock = threading.RLock()
         self._ids = itertools.count(10001)
         self.tables: dict[str, dict[str, dict[str, Any]]] = {}
@@ -148,32 +154,42 @@ class RecordStore:
     def apply(self, item: InboundRecord, msg_id: Any) -> ev.Event:
         """Apply one record; return its `ack` event, or its `err` event when Dispatch would refuse it."""
         record = json_copy(item.record)
-        external_id = record.get("external_id")
+        external_id = ack_external_id(item.record_type, record)
         with self.lock:
             self.warnings.extend(
                 f"{item.record_type} {external_id}: {w}" for w in strip_invalid_contacts(record)
             )
             try:
-                stored = self._apply(item.record_type, record)
+                if item.header.get("action") == "delete":
+                    stored = self._delete(item.record_type, record)
+                else:
+                    stored = self._apply(item.record_type, record, item.attachment)
             except RecordError as exc:
                 message = f"Problem writing {item.record_type} ({exc})"
                 return ev.err(item.record_type, external_id, msg_id, message)
         org_id = stored["id"] if item.record_type == "organization" else stored.get("organization_id")
-        return ev.ack(stored["id"], stored.get("external_id"), msg_id, item.record_type, org_id)
+        ack_id = stored.get("external_id") or ack_external_id(item.record_type, stored)
+        return ev.ack(stored["id"], ack_id, msg_id, item.record_type, org_id)
 
-    def _apply(self, record_type: str, record: dict[str, Any]) -> dict[str, Any]:
-        key, existing = self.find(record_type, record.get("external_id"), record.get("id"))
-        if existing is None and record.get("id") not in (None, "") and not record.get("external_id"):
+    def _delete(self, record_type: str, record: dict[str, Any]) -> dict[str, Any]:
+        """`"action": "delete"` in the header (the playbook's way to cancel a calendar event)."""
+        key, existing = self.find(record_type, natural_key(record_type, record), record.get("id"))
+        if existing is None or key is None:
+            raise RecordError({"id": [f"{record_type} {natural_key(record_type, record)} not found"]})
+        return self.table(record_type).pop(key)
+
+    def _apply(
+        self, record_type: str, record: dict[str, Any], attachment: str | None = None
+    ) -> dict[str, Any]:
+        natural = natural_key(record_type, record)
+        key, existing = self.find(record_type, natural, record.get("id"))
+        if existing is None and record.get("id") not in (None, "") and not natural:
             raise RecordError({"id": [f"{record_type} {record['id']} not found"]})
         merged = {**(existing or {}), **record}
+        if attachment is not None:
+            merged["attachment"] = attachment
         self._validate(record_type, merged, existing is None)
-        if record_type in ("appointment", "attachment", "billing_document"):
-            job = self.require_job(merged)
-            merged["job_id"] = job["id"]
-            merged.setdefault("external_job_id", job.get("external_id"))
-        org = self.organization_for(merged.get("external_organization_id"))
-        if org is not None and record_type != "organization":
-            merged["organization_id"] = org["id"]
+        self.rules.check(record_type, merged, attachment)
         if record_type == "job":
             self._link_customer(merged)
             if existing is not None:
@@ -184,7 +200,7 @@ class RecordStore:
             merged.setdefault("status", "offered")
             self._track_assignment(merged)
         if key is None:
-            key = str(merged.get("external_id") or f"#{merged['id']}")
+            key = natural or f"#{merged['id']}"
         self.table(record_type)[key] = merged
         return merged
 

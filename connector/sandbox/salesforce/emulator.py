@@ -28,6 +28,7 @@ from connector.sandbox.salesforce.store import (
     load_fixture,
     utc_now,
 )
+from connector.sandbox.salesforce.streaming import DEFAULT_DAILY_ALLOCATION, DEFAULT_RETENTION_S, StreamingHub
 from connector.sandbox.server import EmulatorServer, Faults
 
 DEMO_FIXTURE = Path(__file__).parents[1] / "fixtures" / "demo_org.yaml"
@@ -62,6 +63,9 @@ class SalesforceEmulator:
         session_ttl_s: float | None = None,
         page_size: int = 2000,
         daily_api_limit: int = 1_000_000,
+        event_retention_s: float = DEFAULT_RETENTION_S,
+        daily_event_allocation: int = DEFAULT_DAILY_ALLOCATION,
+        stream_timeout_s: float = 110.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -78,6 +82,16 @@ class SalesforceEmulator:
             daily_api_limit=daily_api_limit,
         )
         self.app.control = self._control
+        self.streaming = StreamingHub(
+            self.store,
+            api_version=api_version,
+            faults=self.faults,
+            retention_s=event_retention_s,
+            daily_event_allocation=daily_event_allocation,
+            connect_timeout_s=stream_timeout_s,
+        )
+        self.store.on_change = self.streaming.publish  # after the fixture: seeding publishes no events
+        self.app.streaming = self.streaming
         self.api_version = api_version
         self._ca = trustme.CA()
         self._cert = self._ca.issue_cert("127.0.0.1", "localhost")
@@ -95,6 +109,7 @@ class SalesforceEmulator:
         return self._server.start()
 
     def stop(self) -> None:
+        self.streaming.close()  # ends long polls still waiting
         self._server.stop()
         self._tmp.cleanup()
 
@@ -122,10 +137,12 @@ class SalesforceEmulator:
 
     @property
     def counts(self) -> dict[str, int]:
-        return dict(self.app.counts)
+        """REST calls by kind, and streaming requests (`streaming_<kind>`, `streaming_events_delivered`)."""
+        return {**self.app.counts, **self.streaming.counts}
 
     def reset_counts(self) -> None:
         self.app.counts.clear()
+        self.streaming.counts.clear()
 
     def fail_next_with_request_limit(self, n: int = 1) -> None:
         """The next n REST calls answer 403 REQUEST_LIMIT_EXCEEDED."""
@@ -171,6 +188,13 @@ class SalesforceEmulator:
     ) -> None:
         self.store.update(object_name, record_id, values, as_user or self.admin_user_id)
 
+    def delete(self, object_name: str, record_id: str, *, as_user: str | None = None) -> None:
+        self.store.delete(object_name, record_id, user_id=as_user or self.admin_user_id)
+
+    def undelete(self, object_name: str, record_id: str, *, as_user: str | None = None) -> None:
+        """Restore from the recycle bin (REST has no undelete): publishes an UNDELETE change event."""
+        self.store.undelete(object_name, record_id, as_user or self.admin_user_id)
+
     def get(self, object_name: str, record_id: str) -> dict[str, Any]:
         """A record's fields as typed Python values (datetimes are aware datetimes)."""
         with self.store.lock:
@@ -213,6 +237,11 @@ class SalesforceEmulator:
             return json_response({"locked": body["ids"]})
         if head == "expire_sessions":
             return json_response({"expired": self.expire_sessions()})
+        if head == "streaming":
+            return self.streaming.control(method, parts[1:], body)
+        if head == "undelete" and len(parts) == 3:
+            self.undelete(parts[1], parts[2])
+            return Response(status=204)
         if head == "records" and len(parts) >= 2:
             return self._control_records(method, parts[1:], body)
         return json_response([{"message": "unknown control path", "errorCode": "NOT_FOUND"}], 404)

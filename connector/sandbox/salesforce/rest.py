@@ -7,22 +7,28 @@ so a test can both break an endpoint and assert how many calls the connector spe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from email.utils import format_datetime
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
-from connector.sandbox.salesforce import auth, soql_eval
+from connector.sandbox.salesforce import auth, content, soql_children, soql_eval
 from connector.sandbox.salesforce.collections import CollectionsHandler, LockInjector
-from connector.sandbox.salesforce.schema import ObjectDef, to_wire
+from connector.sandbox.salesforce.schema import ObjectDef, child_relationships, to_wire
 from connector.sandbox.salesforce.store import SalesforceApiError, SalesforceStore
 from connector.sandbox.server import Faults, apply_faults
 
+if TYPE_CHECKING:
+    from connector.sandbox.salesforce.streaming import StreamingHub
+
 _CURSOR_CACHE = 200
+_CHILD_LOCATOR = "0r8"  # locators of child relationship results (their batch is child_page_size)
 JsonBody = Any
 
 
@@ -48,12 +54,14 @@ class SalesforceRestApp:
         self.faults = faults
         self.sessions = auth.SessionRegistry(store, session_ttl_s)
         self.page_size = page_size
+        self.child_page_size = page_size  # children of one parent row per batch; more: their nextRecordsUrl
         self.daily_api_limit = daily_api_limit
         self.api_used = 0
         self.counts: Counter[str] = Counter()
         self.locks = LockInjector()
         self.forced_limit_exceeded = 0
         self.control: Callable[[Request], Response] | None = None
+        self.streaming: StreamingHub | None = None  # the Streaming API (CometD), set by the emulator
         self._cursors: OrderedDict[str, tuple[soql_eval.CompiledQuery, list[str], str]] = OrderedDict()
         self._cursor_seq = 0
         self._lock = threading.Lock()
@@ -83,6 +91,9 @@ class SalesforceRestApp:
             return self.oauth_token(request)
         if path.startswith("/services/data/v"):
             return self.rest(request)
+        if path.startswith("/cometd") and request.method == "POST" and self.streaming is not None:
+            # Not charged to the REST API limit (streaming has its own allocations); counted as streaming_*
+            return self.streaming.handle(request, self._authenticate(request))
         return json_response([{"message": "Could not find a match for URL", "errorCode": "NOT_FOUND"}], 404)
 
     @staticmethod
@@ -147,11 +158,18 @@ class SalesforceRestApp:
         if (limited := self._charge_api_call()) is not None:
             return limited
         try:
-            response = handler(request, rest, version, user_id)
+            with self._acting(user_id, version):
+                response = handler(request, rest, version, user_id)
         except SalesforceApiError as exc:
             response = json_response(exc.body(), exc.status)
         response.headers["Sforce-Limit-Info"] = f"api-usage={self.api_used}/{self.daily_api_limit}"
         return response
+
+    def _acting(self, user_id: str, version: str) -> contextlib.AbstractContextManager[None]:
+        """Change events of this call name its user and the REST API as their origin."""
+        if self.streaming is None:
+            return contextlib.nullcontext()
+        return self.streaming.acting(user_id, f"com/salesforce/api/rest/{version}")
 
     def _authenticate(self, request: Request) -> str | None:
         header = request.headers.get("Authorization", "")
@@ -197,6 +215,8 @@ class SalesforceRestApp:
             return "create", self.create
         if n == 3 and rest[2] == "describe":
             return "describe", self.describe
+        if n == 4 and method == "GET" and self._is_blob(rest[1], rest[3]):
+            return "blob_get", self.blob_get
         by_method = {"GET": "sobject_get", "PATCH": "update", "DELETE": "delete"}
         kind = by_method.get(method, "unknown")
         if n == 4 and method == "PATCH":
@@ -204,6 +224,21 @@ class SalesforceRestApp:
         if kind == "unknown" or n not in {3, 4}:
             return "unknown", self.not_found
         return kind, getattr(self, kind)
+
+    def _is_blob(self, object_name: str, field_name: str) -> bool:
+        odef = self.store.object(object_name, required=False)
+        fdef = odef.field(field_name) if odef is not None else None
+        return fdef is not None and fdef.type == "base64"
+
+    def blob_get(self, request: Request, rest: list[str], version: str, user_id: str) -> Response:
+        """`GET sobjects/<object>/<id>/<blob field>` (a ContentVersion's VersionData): the bytes, not JSON."""
+        odef = self.store.require_object(rest[1])
+        with self.store.lock:
+            rec = self.store.get_record(odef, rest[2])
+            fdef = odef.field(rest[3])
+            assert fdef is not None
+            data = content.blob_bytes(self.store.value(odef, rec, fdef))
+        return Response(data, 200, mimetype="application/octetstream")
 
     def not_found(self, request: Request, rest: list[str], version: str, user_id: str) -> Response:
         raise SalesforceApiError("NOT_FOUND", "The requested resource does not exist", 404)
@@ -214,7 +249,9 @@ class SalesforceRestApp:
         text = request.args.get("q")
         if not text:
             raise SalesforceApiError("MALFORMED_QUERY", "A query string has to be specified", 400)
-        cq = soql_eval.compile_query(self.store, text, include_deleted=rest[0] == "queryAll")
+        cq = soql_eval.compile_query(
+            self.store, text, include_deleted=rest[0] == "queryAll", api_version=version
+        )
         ids = soql_eval.matching_ids(self.store, cq)
         if cq.query.count_only:
             return json_response({"totalSize": len(ids), "done": True, "records": []})
@@ -230,7 +267,8 @@ class SalesforceRestApp:
         if cursor is None or not start.isdigit():
             raise SalesforceApiError("INVALID_QUERY_LOCATOR", "invalid query locator", 400)
         cq, ids, _ = cursor
-        return self._page(key, cq, ids, int(start), version, self._batch_size(request))
+        size = self.child_page_size if key.startswith(_CHILD_LOCATOR) else self._batch_size(request)
+        return self._page(key, cq, ids, int(start), version, size)
 
     def _batch_size(self, request: Request) -> int:
         options = request.headers.get("Sforce-Query-Options", "")
@@ -249,14 +287,23 @@ class SalesforceRestApp:
         version: str,
         size: int,
     ) -> Response:
+        return json_response(self._page_body(key, cq, ids, start, version, size))
+
+    def _child_result(self, version: str, cq: soql_eval.CompiledQuery, ids: list[str]) -> dict[str, Any]:
+        """One parent row's children: a query result of their own, paged like a query's."""
+        with self._lock:
+            self._cursor_seq += 1
+            key = f"{_CHILD_LOCATOR}5g0000{self._cursor_seq:06d}EMU"
+        return self._page_body(key, cq, ids, 0, version, self.child_page_size)
+
+    def _page_body(
+        self, key: str, cq: soql_eval.CompiledQuery, ids: list[str], start: int, version: str, size: int
+    ) -> dict[str, Any]:
         end = min(start + size, len(ids))
+        children = partial(self._child_result, version)
         with self.store.lock:
-            records = [soql_eval.project(self.store, cq, rid, version) for rid in ids[start:end]]
-        body: dict[str, Any] = {
-            "totalSize": len(ids),
-            "done": end >= len(ids),
-            "records": [r for r in records if r is not None],
-        }
+            records = soql_children.project_page(self.store, cq, ids[start:end], version, children)
+        body: dict[str, Any] = {"totalSize": len(ids), "done": end >= len(ids), "records": records}
         with self._lock:
             if end < len(ids):
                 resource = "queryAll" if cq.include_deleted else "query"
@@ -267,7 +314,7 @@ class SalesforceRestApp:
                     self._cursors.popitem(last=False)
             else:
                 self._cursors.pop(key, None)
-        return json_response(body)
+        return body
 
     # --- limits & describe ---------------------------------------------------------------------
 
@@ -289,6 +336,7 @@ class SalesforceRestApp:
         body = self._describe_summary(odef)
         if len(rest) == 3:
             body["fields"] = [f.describe() for f in odef.fields.values()]
+            body["childRelationships"] = child_relationships(self.store.objects.values(), odef)
             body["urls"] = {"describe": f"/services/data/v{version}/sobjects/{odef.name}/describe"}
         return json_response(body)
 
@@ -355,7 +403,7 @@ class SalesforceRestApp:
 
     def delete(self, request: Request, rest: list[str], version: str, user_id: str) -> Response:
         self.locks.check(rest[2])
-        self.store.delete(rest[1], rest[2])
+        self.store.delete(rest[1], rest[2], user_id=user_id)
         return Response(status=204)
 
     @staticmethod

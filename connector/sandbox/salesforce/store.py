@@ -33,6 +33,8 @@ from connector.sandbox.salesforce.schema import (
 
 Clock = Callable[[], datetime]
 Record = list[Any]
+# Change Data Capture hook (streaming.py): (change type, object, record id, field values, acting user)
+ChangeHook = Callable[[str, ObjectDef, str, Mapping[str, Any], str | None], None]
 
 
 def utc_now() -> datetime:
@@ -91,6 +93,8 @@ class SalesforceStore:
         self.records: dict[str, dict[str, Record]] = {}
         self.deleted: dict[str, dict[str, Record]] = {}  # the recycle bin: only queryAll sees it
         self.auth = AuthConfig()
+        self.cdc_enabled: set[str] = set()  # objects selected for Change Data Capture, lower case
+        self.on_change: ChangeHook | None = None
         self._counter = 0
         self._custom_prefixes = 0
         self.define_object("User", {"Username": "string", "Name": "string", "Email": "email"})
@@ -184,6 +188,7 @@ class SalesforceStore:
             )
             self._assign(odef, rec, typed)
             self.records[odef.name][rid] = rec
+            self._changed("CREATE", odef, rid, user_id)
             return rid
 
     def _insert_version(self, typed: dict[str, Any], user_id: str | None) -> str:
@@ -212,6 +217,7 @@ class SalesforceStore:
         typed.update(LastModifiedDate=now, LastModifiedById=user_id, SystemModstamp=now)
         self._assign(odef, rec, typed)
         self.records[odef.name][rid] = rec
+        self._changed("CREATE", odef, rid, user_id)
         return rid
 
     def update(
@@ -223,9 +229,14 @@ class SalesforceStore:
             typed = self._typed(odef, values, creating=False)
             now = self.clock()
             typed.update(LastModifiedDate=now, LastModifiedById=user_id, SystemModstamp=now)
+            changes = {k: v for k, v in typed.items() if self.value(odef, rec, odef.fields[k]) != v}
             self._assign(odef, rec, typed)
+            if self.on_change is not None:  # CDC: what really changed, and LastModifiedDate always
+                self.on_change("UPDATE", odef, str(rec[0]), {**changes, "LastModifiedDate": now}, user_id)
 
-    def delete(self, object_name: str, record_id: str, *, recycle: bool = True) -> None:
+    def delete(
+        self, object_name: str, record_id: str, *, recycle: bool = True, user_id: str | None = None
+    ) -> None:
         """Delete into the recycle bin (queryAll sees it), or without a trace when undoing a create."""
         with self.lock:
             odef = self.require_object(object_name)
@@ -236,6 +247,28 @@ class SalesforceStore:
             if recycle:
                 self._assign(odef, rec, {"IsDeleted": True, "LastModifiedDate": now, "SystemModstamp": now})
                 self.deleted[odef.name][rid] = rec
+                if self.on_change is not None:
+                    self.on_change("DELETE", odef, rid, {}, user_id)
+
+    def undelete(self, object_name: str, record_id: str, user_id: str | None) -> None:
+        """Restore a record from the recycle bin (Apex/SOAP `undelete`; REST has none)."""
+        with self.lock:
+            odef = self.require_object(object_name)
+            rid = normalize_id(record_id)
+            rec = self.deleted[odef.name].pop(rid, None)
+            if rec is None:
+                raise SalesforceApiError("UNDELETE_FAILED", f"{record_id}: not in the recycle bin", 404)
+            now = self.clock()
+            typed = {"IsDeleted": False, "LastModifiedDate": now, "LastModifiedById": user_id}
+            self._assign(odef, rec, {**typed, "SystemModstamp": now})
+            self.records[odef.name][rid] = rec
+            self._changed("UNDELETE", odef, rid, user_id)
+
+    def _changed(self, change_type: str, odef: ObjectDef, rid: str, user_id: str | None) -> None:
+        if self.on_change is not None:
+            self.on_change(
+                change_type, odef, rid, self.record_dict(odef, self.records[odef.name][rid]), user_id
+            )
 
     def upsert(
         self,
@@ -312,6 +345,9 @@ class SalesforceStore:
 
 
 def _field_from_spec(name: str, spec: Any) -> FieldDef:
+    """A fixture field: a type name, or a mapping with type, to (reference target), relationship_name,
+    child_relationship (the parent's name for this object's records in a subquery, e.g. WorkOrderLineItems),
+    external_id, updateable, createable and picklist_values (picklist and multipicklist)."""
     if isinstance(spec, str):
         return FieldDef(name, spec)
     if isinstance(spec, Mapping):
@@ -323,6 +359,8 @@ def _field_from_spec(name: str, spec: Any) -> FieldDef:
             external_id=bool(spec.get("external_id", False)),
             updateable=bool(spec.get("updateable", True)),
             createable=spec.get("createable"),
+            child_relationship=spec.get("child_relationship"),
+            picklist_values=tuple(str(v) for v in spec.get("picklist_values") or ()),
         )
     raise ValueError(f"field {name}: spec must be a type name or a mapping")
 
@@ -346,6 +384,7 @@ def load_fixture(store: SalesforceStore, source: Mapping[str, Any] | str | Path)
     """Declare the fixture's objects, credentials and records; records may refer to each other by `_ref`."""
     data = read_fixture(source)
     _load_auth(store, data.get("auth") or {})
+    store.cdc_enabled.update(str(name).lower() for name in data.get("change_data_capture") or ())
     for name, spec in (data.get("objects") or {}).items():
         spec = spec or {}
         store.define_object(name, spec.get("fields") or {}, spec.get("key_prefix"))
