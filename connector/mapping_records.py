@@ -142,7 +142,7 @@ class RecordSpec(StrictModel):
 
     @cached_property
     def header_plan(self) -> FieldsPlan | None:
-        return FieldsPlan(self.header, f"{self.type}.header.") if self.header else None
+        return FieldsPlan(self.header, f"{self.type}.header.", optional_map=True) if self.header else None
 
     @cached_property
     def attachment_resolver(self) -> Resolver | None:

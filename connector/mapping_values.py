@@ -149,19 +149,21 @@ def _template_source(template: str) -> Resolver:
     return source
 
 
-def compile_value(spec: ValueSource, at: str = "") -> Resolver:
-    """One value as a closure. `at` (`attachment.file`) names the value in a blob marker's messages.
+def compile_value(spec: ValueSource, at: str = "", optional_map: bool = False) -> Resolver:
+    """One value as a closure. `at` (`attachment.file`) names the value in a blob marker's messages;
+    `optional_map` leaves out a value its map does not name (header keys: `{action: {map: {"True":
+    delete}}}` sends no action for an unchecked box) instead of refusing the record.
 
     The plain value (field, map, default, format) keeps the lean closure below; a condition, a split or
     a JSON format wraps it only when the mapping asks for one."""
     if spec.children is not None or spec.blob is not None or spec.split is not None:
         return _wrapped(spec, at)
     if spec.when is not None or spec.format == "json":
-        return _wrapped(spec, at)
-    return _plain(spec)
+        return _wrapped(spec, at, optional_map)
+    return _plain(spec, optional_map)
 
 
-def _plain(spec: ValueSource) -> Resolver:
+def _plain(spec: ValueSource, optional_map: bool = False) -> Resolver:
     source, value_map, default = _source(spec), spec.map, spec.default
     formatter = _FORMATTERS[spec.format] if spec.format and spec.format != "json" else None
     origin = spec.field or spec.template
@@ -173,6 +175,8 @@ def _plain(spec: ValueSource) -> Resolver:
             if key in value_map:
                 value = value_map[key]
             elif default is None:
+                if optional_map:
+                    return None
                 raise RecordBuildError(
                     f"value {value!r} of {origin} is not in the value map "
                     f"(known: {', '.join(value_map)}); add it to the mapping file"
@@ -214,7 +218,7 @@ def _mapped(value: Any, value_map: Mapping[str, Any], default: Any, origin: str 
     return default
 
 
-def _wrapped(spec: ValueSource, at: str) -> Resolver:
+def _wrapped(spec: ValueSource, at: str, optional_map: bool = False) -> Resolver:
     """A value with a condition, a split, a child list, a file body or JSON text."""
     if spec.children is not None:
         inner = _children_source(spec.children, FieldsPlan(spec.fields or {}, f"{at}."))
@@ -225,7 +229,7 @@ def _wrapped(spec: ValueSource, at: str) -> Resolver:
     elif spec.format == "json":
         inner = _json_source(spec)
     else:
-        inner = _plain(spec)
+        inner = _plain(spec, optional_map)
     if spec.when is None:
         return inner
     condition, default = compile_condition(spec.when), spec.default
@@ -323,12 +327,12 @@ class FieldsPlan:
     """A `fields` block compiled once: (parent keys, leaf key, resolver) per field path, split once
     (`home_address.street_1` nests), and which list elements each value fills (`contacts.0`)."""
 
-    def __init__(self, fields: Mapping[str, ValueSource], at: str = "") -> None:
+    def __init__(self, fields: Mapping[str, ValueSource], at: str = "", optional_map: bool = False) -> None:
         steps = []
         elements = []
         for path, value in fields.items():
             *parents, leaf = parts = path.split(".")
-            steps.append((tuple(parents), leaf, compile_value(value, f"{at}{path}")))
+            steps.append((tuple(parents), leaf, compile_value(value, f"{at}{path}", optional_map)))
             # A constant fills only an element that is itself the value (`external_ids.0`): constants alone
             # never keep an object element, so a phone method with no number is dropped.
             sourced = _sourced(value)
