@@ -4,6 +4,7 @@
 Active only in an org whose fixture declares ContentVersion, ContentDocument and ContentDocumentLink.
 `VersionData` is base64 on the way in (checked here: Salesforce refuses what does not decode); a query
 returns it as stored, base64 (Salesforce returns a URL to the blob instead: the emulator keeps it simple).
+The bytes themselves come from `GET sobjects/ContentVersion/<id>/VersionData` (rest.py, `blob_bytes`).
 """
 
 from __future__ import annotations
@@ -68,3 +69,9 @@ def after_version(
         insert(LINK, {**link, "ShareType": "V", "Visibility": "AllUsers"})
     update("ContentVersion", version_id, {"ContentDocumentId": document})
     return document
+
+
+def blob_bytes(stored: Any) -> bytes:
+    """A base64 field's value as the blob resource serves it: the decoded bytes (none when the field is
+    empty). Only valid base64 is ever stored (`before_version` checks it on the way in)."""
+    return base64.b64decode(str(stored)) if stored else b""

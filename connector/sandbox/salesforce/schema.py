@@ -7,6 +7,7 @@ dateTime).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -18,6 +19,7 @@ FIELD_TYPES = frozenset(
         "string",
         "textarea",
         "picklist",
+        "multipicklist",
         "email",
         "phone",
         "url",
@@ -34,6 +36,9 @@ FIELD_TYPES = frozenset(
 )
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
 TEXT_TYPES = frozenset({"id", "string", "textarea", "picklist", "email", "phone", "url", "reference"})
+MULTI_SEPARATOR = (
+    ";"  # a multi-select picklist's value: its selected values joined by ';', as Salesforce stores it
+)
 AUDIT_FIELDS = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
 READ_ONLY = frozenset({"Id", "IsDeleted", *AUDIT_FIELDS})
 # Describe's `length` when a field declares none: Salesforce's defaults (Text 255, Long Text Area 32768,
@@ -44,6 +49,7 @@ DEFAULT_LENGTHS = {
     "string": 255,
     "textarea": 32768,
     "picklist": 255,
+    "multipicklist": 4099,
     "email": 80,
     "phone": 40,
     "url": 255,
@@ -80,6 +86,12 @@ class FieldDef:
     # field is neither; a master-detail parent is createable only).
     length: int | None = None
     createable: bool | None = None
+    # A reference's child relationship: the name a parent's query uses for this object's records
+    # (`SELECT Id, (SELECT Id FROM WorkOrderLineItems) FROM WorkOrder`); fixture key `child_relationship`.
+    # None: the lookup has no child relationship (describe lists it with relationshipName null).
+    child_relationship: str | None = None
+    # picklist / multipicklist: the values describe lists (fixture key `picklist_values`); not enforced.
+    picklist_values: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.type not in FIELD_TYPES:
@@ -125,7 +137,7 @@ class FieldDef:
             "nameField": self.name == "Name",
             "referenceTo": [self.reference_to] if self.reference_to else [],
             "relationshipName": self.relationship_name,
-            "picklistValues": [],
+            "picklistValues": [_picklist_entry(v) for v in self.picklist_values],
         }
 
 
@@ -154,6 +166,57 @@ class ObjectDef:
 
     def relationship(self, name: str) -> FieldDef | None:
         return self._rel_by_lower.get(name.lower())
+
+
+def _picklist_entry(value: str) -> dict[str, Any]:
+    return {"active": True, "defaultValue": False, "label": value, "validFor": None, "value": value}
+
+
+def child_relationships(objects: Iterable[ObjectDef], parent: ObjectDef) -> list[dict[str, Any]]:
+    """describe's `childRelationships` of `parent`: every reference to it, named or not, as Salesforce
+    lists them (a lookup without a child relationship name has relationshipName null)."""
+    found = []
+    for odef in objects:
+        for fdef in odef.fields.values():
+            if fdef.type != "reference" or (fdef.reference_to or "").lower() != parent.name.lower():
+                continue
+            found.append(
+                {
+                    "cascadeDelete": False,
+                    "childSObject": odef.name,
+                    "deprecatedAndHidden": False,
+                    "field": fdef.name,
+                    "junctionIdListNames": [],
+                    "junctionReferenceTo": [],
+                    "relationshipName": fdef.child_relationship,
+                    "restrictedDelete": False,
+                }
+            )
+    return found
+
+
+def find_child_relationship(
+    objects: Iterable[ObjectDef], parent: ObjectDef, name: str
+) -> tuple[ObjectDef, FieldDef] | None:
+    """The child object and its reference field behind `parent`'s child relationship `name` (any case)."""
+    wanted = name.lower()
+    for odef in objects:
+        for fdef in odef.fields.values():
+            if (
+                fdef.child_relationship is not None
+                and fdef.child_relationship.lower() == wanted
+                and (fdef.reference_to or "").lower() == parent.name.lower()
+            ):
+                return odef, fdef
+    return None
+
+
+def multipicklist_set(value: Any) -> frozenset[str]:
+    """The selected values of a multi-select picklist value (or of a SOQL term like 'AAA;BBB'), case-folded:
+    Salesforce compares them as a set, case-insensitively."""
+    if value is None:
+        return frozenset()
+    return frozenset(v.strip().casefold() for v in str(value).split(MULTI_SEPARATOR) if v.strip())
 
 
 def relationship_name_for(field_name: str) -> str:
@@ -261,6 +324,21 @@ def _convert(fdef: FieldDef, value: Any) -> Any:
         return normalize_id(str(value))
     if kind == "base64" and not isinstance(value, str):
         raise ValueError(value)
+    if kind == "multipicklist":
+        return _join_selected(value)
     if isinstance(value, dict | list):
         raise ValueError(value)
     return str(value)
+
+
+def _join_selected(value: Any) -> str | None:
+    """A multi-select picklist value as stored: its values (a `;`-joined string or a list) trimmed, without
+    blanks or repeats, joined by ';'. None when nothing is selected (Salesforce stores no empty string)."""
+    parts = value if isinstance(value, list) else str(value).split(MULTI_SEPARATOR)
+    if any(isinstance(p, dict | list) for p in parts):
+        raise ValueError(value)
+    seen: dict[str, str] = {}
+    for part in (str(p).strip() for p in parts):
+        if part and part.casefold() not in seen:
+            seen[part.casefold()] = part
+    return MULTI_SEPARATOR.join(seen.values()) or None

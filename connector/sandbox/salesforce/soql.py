@@ -8,12 +8,17 @@ Grammar (keywords are case-insensitive):
 
     query      := SELECT select FROM ident [WHERE or_expr] [ORDER BY order (',' order)*]
                   [LIMIT int] [OFFSET int]
-    select     := COUNT '(' ')' | path (',' path)*
+    select     := COUNT '(' ')' | item (',' item)*
+    item       := path | '(' query ')'                      -- a child relationship subquery
     or_expr    := and_expr (OR and_expr)*
     and_expr   := not_expr (AND not_expr)*
     not_expr   := NOT not_expr | '(' or_expr ')' | condition
     condition  := path op literal | path [NOT] IN '(' literal (',' literal)* ')' | path LIKE string
+                | path [NOT] IN '(' query ')'                -- semi-join / anti-join
+                | path (INCLUDES | EXCLUDES) '(' string (',' string)* ')'
     order      := path [ASC | DESC] [NULLS (FIRST | LAST)]
+
+Where a subquery may stand, and how deep, is Salesforce's semantics, checked by the evaluator.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ KEYWORDS = frozenset(
     {
         *("SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "NULL", "TRUE", "FALSE"),
         *("ORDER", "BY", "ASC", "DESC", "NULLS", "FIRST", "LAST", "LIMIT", "OFFSET", "COUNT"),
+        *("INCLUDES", "EXCLUDES"),
     }
 )
 COMPARISON_OPS = frozenset({"=", "!=", "<>", "<", ">", "<=", ">="})
@@ -78,6 +84,24 @@ class Like:
 
 
 @dataclass(frozen=True)
+class SemiJoin:
+    """`path IN (SELECT field FROM Object ...)`, or with `negated` the anti-join `NOT IN`."""
+
+    path: FieldPath
+    query: Query
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Includes:
+    """Multi-select picklist `INCLUDES` (`negated`: `EXCLUDES`); each term is one value or 'A;B' (all of)."""
+
+    path: FieldPath
+    terms: tuple[str, ...]
+    negated: bool
+
+
+@dataclass(frozen=True)
 class Not:
     operand: Expr
 
@@ -88,7 +112,7 @@ class BoolOp:
     operands: tuple[Expr, ...]
 
 
-Expr = Compare | InList | Like | Not | BoolOp
+Expr = Compare | InList | Like | SemiJoin | Includes | Not | BoolOp
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,7 @@ class Query:
     order_by: tuple[OrderItem, ...] = ()
     limit: int | None = None
     offset: int | None = None
+    subqueries: tuple[Query, ...] = ()  # child relationship subqueries; object_name is the relationship
 
 
 # --- tokenizer -------------------------------------------------------------------------------
@@ -254,7 +279,7 @@ class _Parser:
 
     def query(self) -> Query:
         self.expect_kw("SELECT")
-        count_only, fields = self.select_list()
+        count_only, fields, subqueries = self.select_list()
         self.expect_kw("FROM")
         obj = self.expect("ident").text
         where = None
@@ -268,21 +293,37 @@ class _Parser:
             order_by = self.order_items()
         limit = self.int_clause("LIMIT")
         offset = self.int_clause("OFFSET")
+        return Query(obj, fields, count_only, where, order_by, limit, offset, subqueries)
+
+    def top_query(self) -> Query:
+        query = self.query()
         if self.tok.kind != "eof":
             self.fail("expecting end of query")
-        return Query(obj, fields, count_only, where, order_by, limit, offset)
+        return query
 
-    def select_list(self) -> tuple[bool, tuple[FieldPath, ...]]:
+    def nested_query(self) -> Query:
+        """A parenthesised SELECT (the opening parenthesis already read)."""
+        query = self.query()
+        self.expect("rparen")
+        return query
+
+    def select_list(self) -> tuple[bool, tuple[FieldPath, ...], tuple[Query, ...]]:
         if self.is_kw("COUNT"):
             self.advance()
             self.expect("lparen")
             self.expect("rparen")
-            return True, ()
-        fields = [self.path()]
-        while self.tok.kind == "comma":
+            return True, (), ()
+        fields: list[FieldPath] = []
+        subqueries: list[Query] = []
+        while True:
+            if self.tok.kind == "lparen":
+                self.advance()
+                subqueries.append(self.nested_query())
+            else:
+                fields.append(self.path())
+            if self.tok.kind != "comma":
+                return False, tuple(fields), tuple(subqueries)
             self.advance()
-            fields.append(self.path())
-        return False, tuple(fields)
 
     def path(self) -> FieldPath:
         tok = self.tok
@@ -364,7 +405,19 @@ class _Parser:
                 self.fail("expecting IN")
         if self.is_kw("IN"):
             self.advance()
+            if self.tok.kind == "lparen" and self.tokens[self.i + 1].text.upper() == "SELECT":
+                self.advance()
+                return SemiJoin(path, self.nested_query(), negated)
             return InList(path, self.literal_list(), negated)
+        if self.is_kw("INCLUDES", "EXCLUDES"):
+            excludes = self.advance().text.upper() == "EXCLUDES"
+            self.expect("lparen")
+            terms = [str(self.expect("string").value)]
+            while self.tok.kind == "comma":
+                self.advance()
+                terms.append(str(self.expect("string").value))
+            self.expect("rparen")
+            return Includes(path, tuple(terms), excludes)
         self.fail("expecting an operator")
         raise AssertionError("unreachable")
 
@@ -394,7 +447,7 @@ class _Parser:
 
 def parse(text: str) -> Query:
     """Parse one SOQL query; raise SoqlSyntaxError (MALFORMED_QUERY) when it is not valid."""
-    return _Parser(text).query()
+    return _Parser(text).top_query()
 
 
 def like_to_regex(pattern: str) -> re.Pattern[str]:

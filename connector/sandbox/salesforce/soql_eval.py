@@ -2,13 +2,15 @@
 
 A query is compiled once into closures (field getters and a predicate) and then produces the list of
 matching Ids; records are projected to Salesforce's JSON shape one page at a time, so paging through 100k
-rows never builds 100k response dicts at once.
+rows never builds 100k response dicts at once. Child relationship subqueries are compiled here (each a
+CompiledQuery of its own, against the child object) and attached to a page by soql_children.py; semi-joins
+are run once, when the WHERE clause is compiled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,6 +21,8 @@ from connector.sandbox.salesforce.schema import (
     TEXT_TYPES,
     FieldDef,
     ObjectDef,
+    find_child_relationship,
+    multipicklist_set,
     normalize_id,
     to_wire,
 )
@@ -43,11 +47,28 @@ class CompiledQuery:
     odef: ObjectDef
     query: soql.Query
     select: list[ResolvedPath]
-    include_deleted: bool = False  # queryAll: the recycle bin too
+    include_deleted: bool = False  # queryAll: the recycle bin too (never for children: see ChildQuery)
+    children: list[ChildQuery] = field(default_factory=list)
 
     def table(self, store: SalesforceStore) -> dict[str, Record]:
         live = store.records[self.odef.name]
         return {**live, **store.deleted[self.odef.name]} if self.include_deleted else live
+
+
+@dataclass
+class ChildQuery:
+    """A child relationship subquery: `name` as the schema spells it (the key of the parent's row), the
+    child's reference to the parent, and the subquery compiled against the child object. Only live children
+    are read, whether the parent came from query or queryAll."""
+
+    name: str
+    field: FieldDef
+    cq: CompiledQuery
+    predicate: Predicate | None
+
+
+# API 58.0 and later: up to five levels of parent-to-child subqueries, the root counted; before: one.
+NESTED_CHILDREN_SINCE = 58.0
 
 
 def malformed(message: str) -> SalesforceApiError:
@@ -107,16 +128,60 @@ def _getter(
     return get
 
 
-def compile_query(store: SalesforceStore, text: str, *, include_deleted: bool = False) -> CompiledQuery:
+def compile_query(
+    store: SalesforceStore, text: str, *, include_deleted: bool = False, api_version: str | None = None
+) -> CompiledQuery:
+    """Parse and resolve a query; `api_version` (the URL's) sets how deep child subqueries may nest."""
     try:
         query = soql.parse(text)
     except soql.SoqlSyntaxError as exc:
         raise malformed(str(exc)) from exc
+    nested = api_version is None or float(api_version) >= NESTED_CHILDREN_SINCE
+    return _compile(store, query, include_deleted, 4 if nested else 1, 0)
+
+
+def _compile(
+    store: SalesforceStore, query: soql.Query, include_deleted: bool, max_depth: int, depth: int
+) -> CompiledQuery:
     odef = store.object(query.object_name, required=False)
     if odef is None:
         raise SalesforceApiError("INVALID_TYPE", f"sObject type '{query.object_name}' is not supported.", 400)
+    if query.where is not None:
+        _check_semi_join_placement(query.where)
     select = [resolve_path(store, odef, p) for p in query.fields]
-    return CompiledQuery(odef, query, select, include_deleted)
+    children = [_child(store, odef, sub, max_depth, depth + 1) for sub in query.subqueries]
+    return CompiledQuery(odef, query, select, include_deleted, children)
+
+
+def _child(
+    store: SalesforceStore, parent: ObjectDef, sub: soql.Query, max_depth: int, depth: int
+) -> ChildQuery:
+    if depth > max_depth:
+        levels = "1 level" if max_depth == 1 else f"{max_depth} levels"
+        raise malformed(
+            f"SOQL statements cannot query aggregate relationships more than {levels} away from the root "
+            "entity object."
+        )
+    name = sub.object_name
+    head, _, tail = name.partition(".")
+    if tail and head.lower() == parent.name.lower():
+        name = tail  # FROM WorkOrder.WorkOrderLineItems
+    found = find_child_relationship(store.objects.values(), parent, name)
+    if found is None:
+        raise SalesforceApiError(
+            "INVALID_TYPE",
+            f"Didn't understand relationship '{sub.object_name}' in FROM part of query call. If you are "
+            "attempting to use a custom relationship, be sure to append the '__r' after the custom "
+            "relationship name. Please reference your WSDL or the describe call for the appropriate names.",
+            400,
+        )
+    if sub.count_only:
+        raise malformed("only root queries support aggregate expressions")
+    child, ref = found
+    cq = _compile(store, replace(sub, object_name=child.name), False, max_depth, depth)
+    predicate = compile_where(store, child, sub.where) if sub.where else None
+    assert ref.child_relationship is not None
+    return ChildQuery(ref.child_relationship, ref, cq, predicate)
 
 
 def matching_ids(store: SalesforceStore, cq: CompiledQuery) -> list[str]:
@@ -125,10 +190,22 @@ def matching_ids(store: SalesforceStore, cq: CompiledQuery) -> list[str]:
     with store.lock:
         table = cq.table(store)
         ids = [rid for rid, rec in table.items() if predicate is None or predicate(rec)]
-        for item in reversed(cq.query.order_by):
-            ids = _sort(ids, table, resolve_path(store, cq.odef, item.path), item)
-    start = cq.query.offset or 0
-    end = None if cq.query.limit is None else start + cq.query.limit
+        ids = order_ids(store, cq, table, ids)
+    return cut(cq.query, ids)
+
+
+def order_ids(
+    store: SalesforceStore, cq: CompiledQuery, table: dict[str, Record], ids: list[str]
+) -> list[str]:
+    """`ids` in the query's ORDER BY (stable: one sort per key, last key first)."""
+    for item in reversed(cq.query.order_by):
+        ids = _sort(ids, table, resolve_path(store, cq.odef, item.path), item)
+    return ids
+
+
+def cut(query: soql.Query, ids: list[str]) -> list[str]:
+    start = query.offset or 0
+    end = None if query.limit is None else start + query.limit
     return ids[start:end]
 
 
@@ -161,7 +238,11 @@ def compile_where(store: SalesforceStore, odef: ObjectDef, expr: soql.Expr) -> P
     if isinstance(expr, soql.Not):
         inner = compile_where(store, odef, expr.operand)
         return lambda rec: not inner(rec)
+    if isinstance(expr, soql.SemiJoin):
+        return _semi_join(store, odef, expr)
     rp = resolve_path(store, odef, expr.path)
+    if isinstance(expr, soql.Includes):
+        return _includes(rp, expr)
     if isinstance(expr, soql.Like):
         return _like(rp, expr.pattern)
     if isinstance(expr, soql.InList):
@@ -169,6 +250,74 @@ def compile_where(store: SalesforceStore, odef: ObjectDef, expr: soql.Expr) -> P
         get, fdef, negated = rp.getter, rp.field, expr.negated
         return lambda rec: (_fold(fdef, get(rec)) in wanted) != negated
     return _compare(rp, expr.op, _coerce(rp.field, expr.value))
+
+
+# --- semi-joins and multi-select picklists ---------------------------------------------------------
+
+
+def _check_semi_join_placement(where: soql.Expr) -> None:
+    """Salesforce takes a semi-join only as the whole WHERE clause or an operand of its top-level AND."""
+    operands = where.operands if isinstance(where, soql.BoolOp) else ()
+    if any(isinstance(e, soql.SemiJoin) for e in operands) and getattr(where, "op", "") == "OR":
+        raise malformed("Semi join sub-selects are not allowed with the 'OR' operator")
+    top = where.operands if isinstance(where, soql.BoolOp) and where.op == "AND" else (where,)
+    for operand in top:
+        if not isinstance(operand, soql.SemiJoin) and _has_semi_join(operand):
+            raise malformed(
+                "Semi join sub-selects are only allowed at the top level WHERE expressions and not in nested "
+                "WHERE expressions."
+            )
+
+
+def _has_semi_join(expr: soql.Expr) -> bool:
+    if isinstance(expr, soql.SemiJoin):
+        return True
+    if isinstance(expr, soql.Not):
+        return _has_semi_join(expr.operand)
+    return isinstance(expr, soql.BoolOp) and any(_has_semi_join(e) for e in expr.operands)
+
+
+def _semi_join(store: SalesforceStore, odef: ObjectDef, expr: soql.SemiJoin) -> Predicate:
+    """`Id IN (SELECT WorkOrderId FROM WorkOrderLineItem ...)`: the inner query runs once, now."""
+    rp = resolve_path(store, odef, expr.path)
+    inner = expr.query
+    inner_odef = store.object(inner.object_name, required=False)
+    if inner_odef is None:
+        raise SalesforceApiError("INVALID_TYPE", f"sObject type '{inner.object_name}' is not supported.", 400)
+    if inner_odef.name == odef.name:
+        raise malformed("The inner and outer selects should not be on the same object type")
+    if inner.where is not None and _has_semi_join(inner.where):
+        raise malformed("Nesting of semi join sub-selects is not supported")
+    if inner.count_only or inner.subqueries or len(inner.fields) != 1:
+        raise malformed("semi join sub-selects must select exactly one Id or reference field")
+    selected = resolve_path(store, inner_odef, inner.fields[0])
+    if selected.field.type not in {"id", "reference"}:
+        raise malformed(
+            f"semi join sub selects can only query id fields, cannot use: '{selected.field.name}'"
+        )
+    if len(selected.hops) > 1:
+        raise malformed("inner select field cannot have more than one level of relationships")
+    inner_cq = CompiledQuery(inner_odef, inner, [selected])
+    table = store.records[inner_odef.name]
+    with store.lock:
+        values = {selected.getter(table[rid]) for rid in matching_ids(store, inner_cq)} - {None}
+    get, negated = rp.getter, expr.negated
+    return lambda rec: (get(rec) in values) != negated
+
+
+def _includes(rp: ResolvedPath, expr: soql.Includes) -> Predicate:
+    """INCLUDES ('A;B', 'C'): A and B both selected, or C selected; EXCLUDES: none of the terms holds."""
+    if rp.field.type != "multipicklist":
+        word = "EXCLUDES" if expr.negated else "INCLUDES"
+        raise malformed(f"invalid operator on field {rp.field.name}: {word} needs a multi-select picklist")
+    terms = [t for t in (multipicklist_set(term) for term in expr.terms) if t]
+    get, negated = rp.getter, expr.negated
+
+    def match(rec: Record) -> bool:
+        selected = multipicklist_set(get(rec))
+        return any(term <= selected for term in terms) != negated
+
+    return match
 
 
 def _like(rp: ResolvedPath, pattern: str) -> Predicate:
@@ -201,6 +350,8 @@ def _compare(rp: ResolvedPath, op: str, literal: Any) -> Predicate:
         return lambda rec: _fold(fdef, get(rec)) != wanted
     if literal is None:
         raise malformed(f"invalid operator {op} with null on field {fdef.name}")
+    if fdef.type == "multipicklist":
+        raise malformed(f"invalid operator {op} on multi-select picklist field {fdef.name}")
     fn = _OPS[op]
 
     def ordered(rec: Record) -> bool:
@@ -211,7 +362,9 @@ def _compare(rp: ResolvedPath, op: str, literal: Any) -> Predicate:
 
 
 def _fold(fdef: FieldDef, value: Any) -> Any:
-    """SOQL compares text case-insensitively (except Ids)."""
+    """SOQL compares text case-insensitively (except Ids), a multi-select picklist as a set of values."""
+    if fdef.type == "multipicklist" and value is not None:
+        return multipicklist_set(value)
     if isinstance(value, str) and fdef.type not in {"id", "reference"}:
         return value.casefold()
     return value
@@ -226,7 +379,7 @@ def _coerce(fdef: FieldDef, lit: soql.Literal) -> Any:
         return None
     kind = fdef.type
     ok = (
-        (kind in TEXT_TYPES and lit.kind == "string")
+        ((kind in TEXT_TYPES or kind == "multipicklist") and lit.kind == "string")
         or (kind in NUMBER_TYPES and lit.kind == "number")
         or (_EXPECTED.get(kind) == lit.kind)
     )
