@@ -14,7 +14,6 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from email.utils import format_datetime
 from functools import partial
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from connector.sandbox.salesforce.streaming import StreamingHub
 
 _CURSOR_CACHE = 200
-_CHILD_LOCATOR = "0r8"  # locators of child relationship results (their batch is child_page_size)
 _CHILD_LOCATOR = "0r8"  # locators of child relationship results (their batch is child_page_size)
 JsonBody = Any
 
@@ -56,7 +54,6 @@ class SalesforceRestApp:
         self.faults = faults
         self.sessions = auth.SessionRegistry(store, session_ttl_s)
         self.page_size = page_size
-        self.child_page_size = page_size  # children of one parent row per batch; more: their nextRecordsUrl
         self.child_page_size = page_size  # children of one parent row per batch; more: their nextRecordsUrl
         self.daily_api_limit = daily_api_limit
         self.api_used = 0
@@ -220,8 +217,6 @@ class SalesforceRestApp:
             return "describe", self.describe
         if n == 4 and method == "GET" and self._is_blob(rest[1], rest[3]):
             return "blob_get", self.blob_get
-        if n == 4 and method == "GET" and self._is_blob(rest[1], rest[3]):
-            return "blob_get", self.blob_get
         by_method = {"GET": "sobject_get", "PATCH": "update", "DELETE": "delete"}
         kind = by_method.get(method, "unknown")
         if n == 4 and method == "PATCH":
@@ -229,21 +224,6 @@ class SalesforceRestApp:
         if kind == "unknown" or n not in {3, 4}:
             return "unknown", self.not_found
         return kind, getattr(self, kind)
-
-    def _is_blob(self, object_name: str, field_name: str) -> bool:
-        odef = self.store.object(object_name, required=False)
-        fdef = odef.field(field_name) if odef is not None else None
-        return fdef is not None and fdef.type == "base64"
-
-    def blob_get(self, request: Request, rest: list[str], version: str, user_id: str) -> Response:
-        """`GET sobjects/<object>/<id>/<blob field>` (a ContentVersion's VersionData): the bytes, not JSON."""
-        odef = self.store.require_object(rest[1])
-        with self.store.lock:
-            rec = self.store.get_record(odef, rest[2])
-            fdef = odef.field(rest[3])
-            assert fdef is not None
-            data = content.blob_bytes(self.store.value(odef, rec, fdef))
-        return Response(data, 200, mimetype="application/octetstream")
 
     def _is_blob(self, object_name: str, field_name: str) -> bool:
         odef = self.store.object(object_name, required=False)
@@ -356,7 +336,6 @@ class SalesforceRestApp:
         body = self._describe_summary(odef)
         if len(rest) == 3:
             body["fields"] = [f.describe() for f in odef.fields.values()]
-            body["childRelationships"] = child_relationships(self.store.objects.values(), odef)
             body["childRelationships"] = child_relationships(self.store.objects.values(), odef)
             body["urls"] = {"describe": f"/services/data/v{version}/sobjects/{odef.name}/describe"}
         return json_response(body)
