@@ -8,7 +8,7 @@ marker that sync.outbound resolves before the outbox commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from typing import Any, Literal
 
@@ -133,6 +133,11 @@ class RecordSpec(StrictModel):
     id_field: str = "external_id"
 
     @cached_property
+    def builder(self) -> Builder:
+        """This record compiled once into one closure: it runs for every changed row."""
+        return _builder(self)
+
+    @cached_property
     def when_reader(self) -> Reader | None:
         return path_reader(self.when) if self.when else None
 
@@ -215,29 +220,58 @@ def build_records(specs: list[RecordSpec], row: Mapping[str, Any]) -> list[dict[
     refs: dict[str, str] = {}
     built: list[dict[str, Any]] = []
     for spec in specs:
+        build = spec.builder
         if spec.each is None:
-            record = _build_one(spec, row, refs)
+            record = build(row, refs)
             if record is not None:
-                refs[spec.type] = record_identity(record)
-                built.append(record)
+                refs[spec.type] = record[1]
+                built.append(record[0])
             continue
         for child in child_rows(row, spec.each):
-            record = _build_one(spec, with_parent(child, row), refs)
+            record = build(with_parent(child, row), refs)
             if record is not None:
-                built.append(record)
+                built.append(record[0])
     return built
 
 
-def _build_one(spec: RecordSpec, row: Mapping[str, Any], refs: Mapping[str, str]) -> dict[str, Any] | None:
-    if spec.when_reader and spec.when_reader(row) in (None, "", False):
-        return None
-    identity = spec.external_id.resolver(row, refs)
-    if identity is None or identity == "":
-        return None
-    start = {} if spec.id_field == "none" else {spec.id_field: str(identity)}
-    built: dict[str, Any] = {"record_type": spec.type, "record": spec.plan.build(row, refs, start)}
-    if spec.id_field != "external_id":
-        built["identity"] = str(identity)
+Builder = Callable[[Mapping[str, Any], Mapping[str, str]], tuple[dict[str, Any], str] | None]
+
+
+def _builder(spec: RecordSpec) -> Builder:
+    """One record's build as a closure: (built record, identity), or None when its condition or identity
+    is empty. The envelope keys are added only by a spec that has them."""
+    when, identify, plan, rtype = spec.when_reader, spec.external_id.resolver, spec.plan.build, spec.type
+    id_field = spec.id_field
+    extras = spec.version is not None or spec.header_plan is not None or spec.attachment_resolver is not None
+
+    def build(row: Mapping[str, Any], refs: Mapping[str, str]) -> tuple[dict[str, Any], str] | None:
+        if when is not None and when(row) in (None, "", False):
+            return None
+        identity = identify(row, refs)
+        if identity is None or identity == "":
+            return None
+        identity = str(identity)
+        if id_field == "external_id":
+            return {"record_type": rtype, "record": plan(row, refs, {"external_id": identity})}, identity
+        start = {} if id_field == "none" else {id_field: identity}
+        built = {"record_type": rtype, "record": plan(row, refs, start), "identity": identity}
+        return (_envelope(spec, built, row, refs) if extras else built), identity
+
+    if not extras or id_field != "external_id":
+        return build
+
+    def build_with_envelope(
+        row: Mapping[str, Any], refs: Mapping[str, str]
+    ) -> tuple[dict[str, Any], str] | None:
+        result = build(row, refs)
+        return None if result is None else (_envelope(spec, result[0], row, refs), result[1])
+
+    return build_with_envelope
+
+
+def _envelope(
+    spec: RecordSpec, built: dict[str, Any], row: Mapping[str, Any], refs: Mapping[str, str]
+) -> dict[str, Any]:
     if spec.version is not None:
         built["version"] = spec.version
     if spec.header_plan is not None and (header := spec.header_plan.build(row, refs)):
