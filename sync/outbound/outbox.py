@@ -20,6 +20,7 @@ from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from connector.errors import ConnectorError
+from connector.mapping import record_identity
 from connector.ports import Destination, RecordResult
 from sync.context import SyncContext
 from sync.outbound.confirmation import apply_results, confirm_batch_on_http_200
@@ -59,11 +60,13 @@ class Source(Protocol):
 def _ordered_records(
     changes: list[Source], record_types: tuple[str, ...]
 ) -> list[tuple[dict[str, Any], list[Source]]]:
-    """Dedupe records by (type, external id), newest content wins, in the destination's dependency order."""
+    """Dedupe records by (type, identity), newest content wins, in the destination's dependency order. The
+    identity is the record's `identity` when its id is sent under another key (or not at all), else its
+    external_id (connector.mapping.record_identity); outbox items keep it, so acks match by it."""
     merged: dict[tuple[str, str], tuple[dict[str, Any], list[Source]]] = {}
     for change in changes:
         for record in change.records:
-            key = (record["record_type"], record["record"]["external_id"])
+            key = (record["record_type"], record_identity(record))
             sources = merged[key][1] if key in merged else []
             sources.append(change)  # in place: a provider shared by 500 work orders is not copied 500 times
             merged[key] = (record, sources)
@@ -108,7 +111,7 @@ def write_outbox(
             )
         )
         for position, (record, changed) in enumerate(zip(records, sources, strict=True)):
-            key = (record["record_type"], record["record"]["external_id"])
+            key = (record["record_type"], record_identity(record))
             for change in changed:
                 items.append(
                     {
