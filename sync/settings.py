@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
@@ -46,7 +46,20 @@ class Settings(BaseSettings):
     salesforce_api_version: str = Field("59.0", description="REST API version")
     salesforce_ca_bundle: Path | None = Field(None, description="CA bundle to trust (emulator or proxy)")
 
-    publish_interval_s: float = Field(60.0, gt=0, description="seconds between publish cycles")
+    publish_interval_s: float = Field(
+        60.0,
+        gt=0,
+        description="seconds between publish cycles (without change events, or while they are down)",
+    )
+    streaming: Literal["auto", "on", "off"] = Field(
+        "auto", description="CRM change events (CDC) drive publishing; auto: when the org offers them"
+    )
+    stream_coalesce_ms: int = Field(
+        200, ge=0, le=60_000, description="change events this close together are published as one change set"
+    )
+    stream_publish_interval_s: float = Field(
+        300.0, gt=0, description="seconds between safety-net publish cycles while change events stream"
+    )
     poll_interval_s: float = Field(15.0, gt=0, description="seconds between pull-channel drains")
     process_interval_s: float = Field(5.0, gt=0, description="seconds between inbox processing runs")
     writeback_interval_s: float = Field(10.0, gt=0, description="seconds between CRM write-back flushes")
