@@ -8,13 +8,11 @@ whether a retry can help; messages never carry the password, security token, cli
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote, urlparse
@@ -26,6 +24,8 @@ from simple_salesforce.format import format_soql
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from connector import jsoncodec
+from connector.crm_children import child_tree, expand
+from connector.crm_http import GatewaySession, first_error, refused
 from connector.errors import ConfigurationError, ConnectorError, RemoteRejected, TransientError
 
 __all__ = [
@@ -140,46 +140,6 @@ class RetryPolicy:
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
 
 
-# --- the session wrapper -----------------------------------------------------------------------
-
-
-class _GatewaySession(requests.Session):
-    """Delegates to the injected session, adding a default timeout and counting calls by kind."""
-
-    def __init__(self, inner: requests.Session, timeout_s: float) -> None:
-        super().__init__()
-        self.inner = inner
-        self.timeout_s = timeout_s
-        self.proxies = inner.proxies
-        self.api_calls = 0
-        self.login_calls = 0
-        self.server_time: datetime | None = None
-        self._counting = threading.Lock()  # the write-back flush calls from several threads
-
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", self.timeout_s)
-        path = urlparse(str(url)).path
-        with self._counting:
-            if "/services/data/" in path:
-                self.api_calls += 1
-            else:
-                self.login_calls += 1
-        response = self.inner.request(method, url, *args, **kwargs)
-        self.server_time = _server_time(response) or self.server_time
-        return response
-
-
-def _server_time(response: Any) -> datetime | None:
-    """The org's clock from the Date header (second resolution), for reasoning about SystemModstamp."""
-    try:
-        # A proxy may fold two Date headers into one value ("..., 18:28:58 GMT, Wed, ..."): take the first.
-        first = re.split(r"(?<=GMT),\s*", response.headers["Date"])[0]
-        parsed = parsedate_to_datetime(first)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 # --- the gateway -------------------------------------------------------------------------------
 
 
@@ -205,7 +165,7 @@ class SalesforceGateway:
         retry: RetryPolicy | None = None,
         secrets: Sequence[str] = (),
     ) -> None:
-        self._http = _GatewaySession(session, timeout_s)
+        self._http = GatewaySession(session, timeout_s)
         self.retry = retry or RetryPolicy()
         self._secrets = tuple(s for s in secrets if s)
         self.retries = 0
@@ -233,14 +193,20 @@ class SalesforceGateway:
         """Yield the records of a query page by page, following nextRecordsUrl; each page is retried.
 
         `include_deleted` reads through `queryAll`: records in the recycle bin come back with
-        `IsDeleted = true`, so a deletion is seen by the same single query that sees changes."""
+        `IsDeleted = true`, so a deletion is seen by the same single query that sees changes.
+        A child relationship subquery's result becomes a list of child rows (empty when Salesforce answers
+        null), every batch of it read (a parent's children may be paged like a query)."""
         page = self._call("query", lambda: self.sf.query(soql, include_deleted=include_deleted))
+        tree = child_tree(soql)
         while True:
-            yield from page["records"]
+            for row in page["records"]:
+                yield expand(row, tree, self._more) if tree else row
             if page.get("done", True):
                 return
-            next_url = page["nextRecordsUrl"]
-            page = self._call("query", partial(self.sf.query_more, next_url, identifier_is_url=True))
+            page = self._more(page["nextRecordsUrl"])
+
+    def _more(self, next_url: str) -> dict[str, Any]:
+        return dict(self._call("query", partial(self.sf.query_more, next_url, identifier_is_url=True)))
 
     def query_all(self, soql: str) -> list[dict[str, Any]]:
         return list(self.query_iter(soql))
@@ -263,6 +229,16 @@ class SalesforceGateway:
             answer = self._call(f"describe {object_name}", lambda: self.sf.restful(path))
             self._described[key] = dict(answer or {})
         return self._described[key]
+
+    def version_data(self, content_version_id: str) -> bytes:
+        """A Salesforce File's bytes: `GET sobjects/ContentVersion/<id>/VersionData` (binary, not JSON),
+        retried like every read. A version the org does not have raises CrmNotFound naming its id."""
+        path = f"sobjects/ContentVersion/{quote(content_version_id, safe='')}/VersionData"
+
+        def fetch() -> bytes:
+            return bytes(self.sf._call_salesforce("GET", self.sf.base_url + path, name=path).content)
+
+        return self._call(f"VersionData of ContentVersion {content_version_id}", fetch)
 
     def limits(self) -> dict[str, Any]:
         return dict(self._call("limits", lambda: self.sf.restful("limits")) or {})
@@ -370,7 +346,7 @@ class SalesforceGateway:
 
     def _translate(self, what: str, exc: Exception) -> CrmError:
         if isinstance(exc, requests.RequestException):
-            maybe_applied = not isinstance(exc, requests.ConnectTimeout) and not _refused(exc)
+            maybe_applied = not isinstance(exc, requests.ConnectTimeout) and not refused(exc)
             kind = type(exc).__name__
             return CrmUnavailable(
                 f"Salesforce {what}: connection failed ({kind})", maybe_applied=maybe_applied
@@ -385,7 +361,7 @@ class SalesforceGateway:
         return self._translate_status(what, exc)
 
     def _translate_status(self, what: str, exc: SalesforceError) -> CrmError:
-        code, message = _first_error(exc.content)
+        code, message = first_error(exc.content)
         text = self._redact(f"Salesforce {what}: HTTP {exc.status} {code or ''}: {message}".strip())
         kw: dict[str, Any] = {"error_code": code, "status": exc.status}
         if code == "REQUEST_LIMIT_EXCEEDED":
@@ -399,31 +375,6 @@ class SalesforceGateway:
         if exc.status == 404:
             return CrmNotFound(text, **kw)
         return CrmRejected(text, **kw)
-
-
-def _refused(exc: requests.RequestException) -> bool:
-    """True when the connection was never established, so the request cannot have run."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        err = stack.pop()
-        if id(err) in seen:
-            continue
-        seen.add(id(err))
-        if isinstance(err, ConnectionRefusedError) or type(err).__name__ == "NewConnectionError":
-            return True
-        linked = (err.__cause__, err.__context__, getattr(err, "reason", None), *err.args)
-        stack.extend(x for x in linked if isinstance(x, BaseException))
-    return False
-
-
-def _first_error(content: Any) -> tuple[str | None, str]:
-    if isinstance(content, list) and content and isinstance(content[0], Mapping):
-        first = content[0]
-        return first.get("errorCode"), str(first.get("message", ""))
-    if isinstance(content, Mapping):
-        return content.get("errorCode") or content.get("error"), str(content.get("message", ""))
-    return None, str(content)[:200]
 
 
 # --- factory -----------------------------------------------------------------------------------

@@ -8,7 +8,17 @@ from decimal import Decimal
 import pytest
 
 from connector.sandbox.salesforce import soql
-from connector.sandbox.salesforce.soql import BoolOp, Compare, InList, Like, Literal, Not, OrderItem
+from connector.sandbox.salesforce.soql import (
+    BoolOp,
+    Compare,
+    Includes,
+    InList,
+    Like,
+    Literal,
+    Not,
+    OrderItem,
+    SemiJoin,
+)
 
 
 def where(clause: str) -> soql.Expr:
@@ -135,3 +145,57 @@ def test_malformed_queries_are_refused(text: str) -> None:
 )
 def test_like_patterns(pattern: str, value: str, matches: bool) -> None:
     assert (soql.like_to_regex(pattern).fullmatch(value) is not None) is matches
+
+
+def test_child_subquery_in_the_select_list() -> None:
+    query = soql.parse(
+        "SELECT Id, (SELECT Id, Quantity, Product2.Name FROM WorkOrderLineItems WHERE Status != 'Canceled' "
+        "ORDER BY LineItemNumber LIMIT 50), Subject FROM WorkOrder"
+    )
+    assert query.fields == (("Id",), ("Subject",))
+    [child] = query.subqueries
+    assert child.object_name == "WorkOrderLineItems"
+    assert child.fields == (("Id",), ("Quantity",), ("Product2", "Name"))
+    assert child.where == Compare(("Status",), "!=", Literal("string", "Canceled"))
+    assert (child.order_by, child.limit) == ((OrderItem(("LineItemNumber",)),), 50)
+
+
+def test_child_subqueries_nest() -> None:
+    query = soql.parse(
+        "SELECT Id, (SELECT Id, (SELECT Id FROM Notes) FROM WorkOrderLineItems) FROM WorkOrder"
+    )
+    assert query.subqueries[0].subqueries[0].object_name == "Notes"
+
+
+@pytest.mark.parametrize(("op", "negated"), [("IN", False), ("NOT IN", True)])
+def test_semi_and_anti_join(op: str, negated: bool) -> None:
+    expr = where(f"Id {op} (SELECT WorkOrderId FROM WorkOrderLineItem WHERE Quantity > 2)")
+    assert isinstance(expr, SemiJoin) and expr.negated is negated and expr.path == ("Id",)
+    assert expr.query.object_name == "WorkOrderLineItem" and expr.query.fields == (("WorkOrderId",),)
+    assert expr.query.where == Compare(("Quantity",), ">", Literal("number", Decimal(2)))
+
+
+def test_a_literal_list_is_still_a_literal_list() -> None:
+    assert isinstance(where("Id IN ('a', 'b')"), InList)
+
+
+@pytest.mark.parametrize(("op", "negated"), [("INCLUDES", False), ("excludes", True)])
+def test_includes_and_excludes(op: str, negated: bool) -> None:
+    assert where(f"Skills__c {op} ('AAA;BBB', 'CCC')") == Includes(
+        ("Skills__c",), ("AAA;BBB", "CCC"), negated
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT Id, (SELECT Id FROM Notes FROM Account",
+        "SELECT Id, (Name) FROM Account",
+        "SELECT Id FROM Account WHERE Id IN (SELECT AccountId FROM Contact",
+        "SELECT Id FROM Account WHERE Skills__c INCLUDES (1)",
+        "SELECT Id FROM Account WHERE Skills__c INCLUDES 'AAA'",
+    ],
+)
+def test_malformed_subqueries_and_includes_are_refused(text: str) -> None:
+    with pytest.raises(soql.SoqlSyntaxError):
+        soql.parse(text)
