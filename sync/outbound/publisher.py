@@ -26,14 +26,17 @@ from sqlmodel import Session
 from connector.mapping import (
     ObjectSpec,
     build_records,
+    record_identity,
     relevant_hash,
     relevant_snapshot,
     soql_select,
 )
+from connector.mapping_blobs import BlobRefused, resolve_blobs
 from connector.mapping_values import RecordBuildError
 from connector.ports import Destination
 from statemachines import EntityState, StateMachineError, allowed_targets, request_change
 from sync.context import SyncContext
+from sync.outbound.child_changes import with_changed_parents
 from sync.outbound.confirmation import report_error
 from sync.outbound.outbox import PublishReport, batches, send_pending, write_outbox
 from sync.outbound.tracked import (
@@ -190,6 +193,8 @@ def _run_cycle(
             if only is None:
                 query, include_deleted = _query_for(ctx, unit.session, name, spec, full)
                 rows = ctx.crm.query_iter(query, include_deleted=include_deleted)
+                # then the published parents of changed child rows (sync.outbound.child_changes)
+                rows = with_changed_parents(ctx, unit.session, name, spec, full, rows, _rows_of)
             else:
                 rows = _rows_of(ctx, name, spec, only[name])
             for chunk in chunked(rows, min(rows_per_commit, ROWS_PER_DECISION)):
@@ -403,6 +408,12 @@ def _decide(
     if refusal:
         _refuse(unit, tracked, digest, flagged, f"{name} {crm_id}: {refusal}; not sent to {system}")
         return []
+    if spec.has_blobs and not unit.dry_run:
+        try:  # file bodies downloaded last: a refused request downloads nothing
+            resolve_blobs(records, unit.ctx.crm.version_data)
+        except BlobRefused as exc:
+            _refuse(unit, tracked, digest, flagged, f"{name} {crm_id}: {exc}; not sent to {system}")
+            return []
     snapshot = relevant_snapshot(spec, row)
     snapshot[STATUS_KEY] = primary["record"].get(fields.status, asked)
     snapshot[ORG_KEY] = primary["record"].get(fields.provider)
@@ -414,7 +425,7 @@ def _decide(
         if moved_from
         else []
     )
-    external_id = primary["record"]["external_id"]
+    external_id = record_identity(primary)
     tracked.set(
         system=system,
         external_id=external_id,
