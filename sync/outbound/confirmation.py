@@ -48,6 +48,48 @@ def _items(
     return list(session.exec(query).all()) if (msg_id or external_id) else []
 
 
+#: The payload keys an ack's `external_id` may echo: the record's own id, or the job or user it is about.
+_ECHOED_IDS = ("external_id", "external_job_id", "external_user_id", "job_id")
+
+
+def _items_named_in_batch(
+    session: Session, msg_id: str | None, record_type: str | None, external_id: str | None
+) -> list[OutboxItem]:
+    """The items of a record the outbox keyed by another identity than the id the ack echoes (a user tag
+    keyed by user and tag, sent with the user's id as external_id; a job trade without an external_id).
+    Found in the batch's payload: the first record of that type, in batch order, that still waits and
+    carries that id. Dispatch applies and answers a batch in order, so equal ids are matched in turn; a
+    repeated ack falls back to the first. Only read when the direct match found nothing."""
+    if not msg_id or not record_type or not external_id:
+        return []
+    payload = session.execute(
+        select(OUTBOX_BATCHES.c.payload).where(OUTBOX_BATCHES.c.message_id == msg_id)
+    ).scalar()
+    positions = [
+        index
+        for index, item in enumerate(payload or [])
+        if isinstance(item, dict)
+        and item.get("record_type") == record_type
+        and any(str((item.get("record") or {}).get(key)) == str(external_id) for key in _ECHOED_IDS)
+    ]
+    if not positions:
+        return []
+    rows = session.exec(
+        select(OutboxItem).where(
+            col(OutboxItem.message_id) == msg_id,
+            col(OutboxItem.record_type) == record_type,
+            col(OutboxItem.position).in_(positions),
+        )
+    ).all()
+    by_position: dict[int, list[OutboxItem]] = defaultdict(list)
+    for row in rows:
+        by_position[row.position].append(row)
+    for position in positions:
+        if any(row.status == "pending" for row in by_position.get(position, [])):
+            return by_position[position]
+    return by_position.get(positions[0], [])
+
+
 def _tracked(session: Session, item: OutboxItem) -> TrackedRecord | None:
     if not item.crm_object or not item.crm_id:
         return None
@@ -150,7 +192,9 @@ def apply_result(
 def _apply_ack(session: Session, mapping: MappingConfig, ack: RecordResult, *, source: str) -> bool:
     """Mark the acknowledged record; confirm its CRM record when it is that record's primary one."""
     msg_id, model, external_id = ack.message_id, ack.record_type, ack.external_id
-    items = _items(session, msg_id, model, external_id)
+    items = _items(session, msg_id, model, external_id) or _items_named_in_batch(
+        session, msg_id, model, external_id
+    )
     if not items:
         write_log(
             session,
@@ -258,7 +302,9 @@ def _apply_err(
     """Put the back end's error message on the CRM record (cut to the field length) and in the sync log."""
     msg_id, model, external_id = err.message_id, err.record_type, err.external_id
     message = err.error or f"{label} reported an error without a message"
-    items = _items(session, msg_id, model, external_id)
+    items = _items(session, msg_id, model, external_id) or _items_named_in_batch(
+        session, msg_id, model, external_id
+    )
     if not items:
         write_log(
             session,

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import insert, update
@@ -21,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from connector.errors import ConnectorError
 from connector.mapping import record_identity
-from connector.ports import Destination, RecordResult
+from connector.ports import Destination, RecordResult, send_encoded
 from sync.context import SyncContext
 from sync.outbound.confirmation import apply_results, confirm_batch_on_http_200
 from sync.store.db import chunked, session_scope
@@ -42,6 +43,7 @@ class PublishReport:
     requests_sent: int = 0
     send_errors: list[str] = field(default_factory=list)
     payloads: list[list[dict[str, Any]]] = field(default_factory=list)
+    encoding: str = "json"  # how this cycle's batches are sent: "json", or "csv" (publish --all --csv)
 
 
 class Source(Protocol):
@@ -95,11 +97,13 @@ def write_outbox(
     size: int,
     report: PublishReport,
     built: dict[str, list[Any]],
+    encoding: str | None = None,
 ) -> None:
-    """Batches and their items in a few INSERTs (a change set of 1,000 records has over 1,000 items)."""
+    """Batches and their items in a few INSERTs (a change set of 1,000 records has over 1,000 items).
+    `encoding` ("json" or "csv", a first load's choice; default the report's) is how each batch is sent."""
     now = utcnow()
     items: list[dict[str, Any]] = []
-    for system, records, sources in batches(changes, destinations, size):
+    for index, (system, records, sources) in enumerate(batches(changes, destinations, size)):
         message_id = str(uuid.uuid4())
         session.add(
             OutboxBatch(
@@ -107,7 +111,10 @@ def write_outbox(
                 system=system,
                 payload=records,
                 record_count=len(records),
-                created_at=now,
+                # a microsecond apart: batches are sent by (created_at, message_id), and a change set's
+                # dependency order (organizations before the jobs naming them) must hold across batches
+                created_at=now + timedelta(microseconds=index),
+                encoding=encoding or report.encoding,
             )
         )
         for position, (record, changed) in enumerate(zip(records, sources, strict=True)):
@@ -145,7 +152,7 @@ def send_pending(ctx: SyncContext, report: PublishReport, built: dict[str, list[
     in send order. A crash before a batch is recorded re-sends it with the same MessageId."""
     with session_scope(ctx.engine) as session:
         pending = session.exec(
-            select(OutboxBatch.message_id, OutboxBatch.system)
+            select(OutboxBatch.message_id, OutboxBatch.system, OutboxBatch.encoding)
             .where(col(OutboxBatch.status) == "pending")
             .order_by(col(OutboxBatch.created_at), col(OutboxBatch.message_id))
         ).all()
@@ -154,13 +161,13 @@ def send_pending(ctx: SyncContext, report: PublishReport, built: dict[str, list[
     stopped: set[str] = set()
     with ThreadPoolExecutor(1, thread_name_prefix="publish-record") as recorder:
         recorded: list[Future[None]] = []
-        for message_id, system in pending:
+        for message_id, system, encoding in pending:
             if any(future.done() and future.exception() for future in recorded):
                 break  # the store refused a record: stop sending, the error is raised below
             if system in stopped:
                 continue
             payload = built.pop(message_id, None) if built is not None else None
-            if not _send_one(ctx, system, message_id, report, payload, recorder, recorded):
+            if not _send_one(ctx, system, message_id, report, payload, recorder, recorded, encoding):
                 stopped.add(system)
         for future in recorded:
             future.result()
@@ -174,6 +181,7 @@ def _send_one(
     payload: list[Any] | None,
     recorder: ThreadPoolExecutor,
     recorded: list[Future[None]],
+    encoding: str = "json",
 ) -> bool:
     this_batch = OUTBOX_BATCHES.c.message_id == message_id
     if payload is None:
@@ -183,7 +191,7 @@ def _send_one(
             )
     destination = ctx.backend(system).destination
     try:
-        results = destination.send(payload, message_id=message_id)
+        results = send_encoded(destination, payload, message_id=message_id, encoding=encoding)
     except ConnectorError as exc:
         for future in recorded:  # the batches sent before this one are recorded first
             future.result()

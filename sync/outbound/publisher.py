@@ -93,6 +93,7 @@ def publish_changes(
     progress: Callable[[int], None] | None = None,
     rows_per_commit: int = ROWS_PER_COMMIT,
     only: Mapping[str, Iterable[str]] | None = None,
+    encoding: str = "json",
 ) -> PublishReport:
     """Run one publish cycle: re-send what a crash left pending, then collect and send new change sets.
 
@@ -104,8 +105,9 @@ def publish_changes(
 
     `only` ({object: [record ids]}, from change events) publishes just those records, read by id through
     queryAll (a deleted one follows `on_delete`), with the same decisions and outbox; no watermark moves, so
-    the next cycle still re-reads everything since the last one."""
-    report = PublishReport()
+    the next cycle still re-reads everything since the last one. `encoding` ("csv": a first load as the
+    playbook's CSV) is how the batches this cycle commits are sent."""
+    report = PublishReport(encoding=encoding)
     if dry_run:
         _run_cycle(ctx, report, full, progress, rows_per_commit, dry_run=True, only=only)
         return report
@@ -321,9 +323,13 @@ def backfill_all(
     *,
     progress: Callable[[int], None] | None = None,
     rows_per_commit: int = BACKFILL_ROWS_PER_COMMIT,
+    encoding: str = "json",
 ) -> PublishReport:
-    """First load of every flagged record (`publish --all`), committed and sent chunk by chunk."""
-    return publish_changes(ctx, full=True, progress=progress, rows_per_commit=rows_per_commit)
+    """First load of every flagged record (`publish --all`, `--csv`: sent as CSV), committed and sent chunk
+    by chunk."""
+    return publish_changes(
+        ctx, full=True, progress=progress, rows_per_commit=rows_per_commit, encoding=encoding
+    )
 
 
 def count_flagged(ctx: SyncContext) -> int:

@@ -64,16 +64,27 @@ def parse_params(params: tuple[str, ...]) -> dict[str, str]:
     is_flag=True,
     help="First load: every flagged record, with a progress bar; safe to interrupt and rerun.",
 )
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="With --all: send the first load as the playbook's CSV (text/csv, dot-notation columns), "
+    "one request per record type run. Only back ends that take CSV (Dispatch Connect).",
+)
 @pass_ctx
-def publish(ctx: _Ctx, dry_run: bool, full: bool) -> None:
+def publish(ctx: _Ctx, dry_run: bool, full: bool, as_csv: bool) -> None:
     """Publish changed flagged records to Dispatch (one cycle)."""
     from sync.outbound.publisher import publish_changes
     from sync.service.mapping_check import require_mapping_ok
 
+    if as_csv and not full:
+        raise UsageError("--csv is for a first load: use it with --all (publish --all --csv)")
     sync_ctx = _context(ctx)
+    if as_csv:
+        _require_csv(sync_ctx)
     require_mapping_ok(sync_ctx)  # the mapping against the org's describe, before anything is read or sent
     if full and not dry_run:
-        report = _backfill_with_progress(sync_ctx)
+        report = _backfill_with_progress(sync_ctx, "csv" if as_csv else "json")
     else:
         report = publish_changes(sync_ctx, dry_run=dry_run, full=full)
     if dry_run:
@@ -88,7 +99,30 @@ def publish(ctx: _Ctx, dry_run: bool, full: bool) -> None:
         raise SyncError(f"sending failed (will retry next cycle): {report.send_errors[0]}")
 
 
-def _backfill_with_progress(sync_ctx: Any) -> Any:
+def _require_csv(sync_ctx: Any) -> None:
+    """Every back end the mapping routes to must send CSV; name the ones that do not (exit 2)."""
+    from connector.ports import destination_encodings
+
+    routed = sorted(
+        {
+            name
+            for spec in sync_ctx.mapping.objects.values()
+            for name in spec.routed_backends(sync_ctx.default_backend)
+        }
+    )
+    without = [
+        f"{name} ({sync_ctx.backend(name).label})"
+        for name in routed
+        if "csv" not in destination_encodings(sync_ctx.backend(name).destination)
+    ]
+    if without:
+        raise UsageError(
+            f"--csv: back end {', '.join(without)} takes no CSV; publish --all without --csv for it "
+            "(CSV first loads go to Dispatch Connect only)"
+        )
+
+
+def _backfill_with_progress(sync_ctx: Any, encoding: str = "json") -> Any:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -109,7 +143,7 @@ def _backfill_with_progress(sync_ctx: Any) -> Any:
     columns = (TextColumn("backfill"), BarColumn(), MofNCompleteColumn(), RateColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console) as progress:
         task = progress.add_task("records", total=count_flagged(sync_ctx))
-        return backfill_all(sync_ctx, progress=lambda n: progress.advance(task, n))
+        return backfill_all(sync_ctx, progress=lambda n: progress.advance(task, n), encoding=encoding)
 
 
 @click.command()
