@@ -1,5 +1,6 @@
 """Salesforce Files in the emulator, through the gateway over sockets: a ContentVersion insert makes its
-ContentDocument and the ContentDocumentLink to the record named by FirstPublishLocationId."""
+ContentDocument and the ContentDocumentLink to the record named by FirstPublishLocationId; its bytes come
+back from the VersionData blob resource (gateway `version_data`)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from connector.crm import CrmRejected, SalesforceGateway
+from connector.crm import CrmNotFound, CrmRejected, CrmUnavailable, SalesforceGateway
 from connector.sandbox.salesforce.emulator import SalesforceEmulator
 
 if TYPE_CHECKING:
-    from tests.connector.sf_fixtures import SleepRecorder  # noqa: F401
+    from tests.connector.sf_fixtures import SleepRecorder
 
 pytest_plugins = ["tests.connector.sf_fixtures"]
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
@@ -68,3 +69,41 @@ def test_version_data_that_is_not_base64_is_refused_and_nothing_is_made(
 def test_a_version_needs_its_path_on_client(sf_gateway: SalesforceGateway) -> None:
     with pytest.raises(CrmRejected, match="REQUIRED_FIELD_MISSING"):
         sf_gateway.create("ContentVersion", _file(_work_order(sf_gateway), PathOnClient=None))
+
+
+def test_version_data_reads_the_bytes_back(
+    sf_gateway: SalesforceGateway, sf_emulator: SalesforceEmulator
+) -> None:
+    version_id = sf_gateway.create("ContentVersion", _file(_work_order(sf_gateway)))
+    assert sf_gateway.version_data(version_id) == PNG
+    assert sf_emulator.counts["blob_get"] == 1
+
+
+def test_the_blob_resource_answers_binary_not_json(
+    sf_gateway: SalesforceGateway, sf_emulator: SalesforceEmulator
+) -> None:
+    version_id = sf_gateway.create("ContentVersion", _file(_work_order(sf_gateway)))
+    response = sf_emulator.session().get(
+        f"{sf_emulator.base_url}/services/data/v59.0/sobjects/ContentVersion/{version_id}/VersionData",
+        headers={"Authorization": f"Bearer {sf_gateway.sf.session_id}"},
+    )
+    assert response.status_code == 200 and response.content == PNG
+    assert response.headers["Content-Type"].startswith("application/octetstream")
+
+
+def test_a_missing_version_is_not_found_naming_it(sf_gateway: SalesforceGateway) -> None:
+    missing = "068000000000000AAA"
+    with pytest.raises(CrmNotFound) as exc:
+        sf_gateway.version_data(missing)
+    assert missing in str(exc.value) and exc.value.status == 404 and not exc.value.retriable
+    assert sf_gateway.sf.session_id not in str(exc.value)
+
+
+def test_version_data_is_retried_when_salesforce_is_unavailable(
+    sf_gateway: SalesforceGateway, sf_emulator: SalesforceEmulator, sf_sleep: SleepRecorder
+) -> None:
+    version_id = sf_gateway.create("ContentVersion", _file(_work_order(sf_gateway)))
+    sf_emulator.faults.set("blob_get", error_rate=1.0, error_status=503)
+    with pytest.raises(CrmUnavailable, match=version_id):
+        sf_gateway.version_data(version_id)
+    assert sf_emulator.counts["blob_get"] == 4 and len(sf_sleep.calls) == 3
