@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 NEW_EVENTS = -1
+ALL_RETAINED = -2
 _CONNECT_MARGIN_S = 15.0  # a long poll answers at its timeout; allow the network this much more
 
 
@@ -117,6 +119,8 @@ class ChangeStream:
         self._timeout_s = timeout_s
         self._http = _stream_session(crm)
         self._client_id: str | None = None
+        self._since: dict[str, datetime | None] = {}  # per channel, Salesforce's time when first subscribed
+        self._server_time: datetime | None = None  # from the latest answer's Date header
         self._seq = 0
         self._closed = False
 
@@ -180,14 +184,25 @@ class ChangeStream:
                 "channel": "/meta/subscribe",
                 "clientId": client_id,
                 "subscription": channel,
-                "ext": {"replay": {channel: NEW_EVENTS if last is None else last}},
+                "ext": {"replay": {channel: self._resume_from(channel)}},
             }
-            for channel, last in self._last.items()
+            for channel in self._last
         ]
         for reply in self._send(subscribes, 30.0):
             if reply.get("channel") == "/meta/subscribe" and not reply.get("successful"):
                 self._subscribe_failed(str(reply.get("subscription", "")), str(reply.get("error", "")))
+        for channel in self._last:
+            self._since.setdefault(channel, self._server_time)
         self._client_id = client_id
+
+    def _resume_from(self, channel: str) -> int:
+        """After the last event returned; with none yet, new events only the first time, and every retained
+        event after that (the ones older than the first subscription are dropped by `_connect`): a
+        re-subscription with -1 would lose what happened while the client was away."""
+        last = self._last[channel]
+        if last is not None:
+            return last
+        return NEW_EVENTS if channel not in self._since else ALL_RETAINED
 
     def _subscribe_failed(self, channel: str, error: str) -> None:
         if error.startswith(("403::Unknown client", "401")):
@@ -233,7 +248,10 @@ class ChangeStream:
                 if not reply.get("successful"):
                     self._connect_failed(str(reply.get("error", "")))
             elif channel in self._last:
-                events.append(self._event(channel, reply))
+                event = self._event(channel, reply)
+                since = self._since.get(channel) if self._last[channel] is None else None
+                if since is None or event.commit_timestamp >= since:
+                    events.append(event)
         for event in events:
             self._last[event.channel] = event.replay_id
         return events
@@ -315,6 +333,7 @@ class ChangeStream:
                 f"{self._excerpt(response)}",
                 retriable=True,
             ) from None
+        self._server_time = _date_header(response) or self._server_time
         replies = body if isinstance(body, list) else [body]
         return [r for r in replies if isinstance(r, dict)] or [{"successful": False, "error": "empty answer"}]
 
@@ -337,6 +356,14 @@ class ChangeStream:
 
     def _positions(self) -> str:
         return ", ".join(f"{channel}={last}" for channel, last in self._last.items())
+
+
+def _date_header(response: requests.Response) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(response.headers["Date"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _stream_session(crm: SalesforceGateway) -> requests.Session:
