@@ -296,3 +296,8 @@ def test_describe_lists_picklist_values_and_child_relationships(store: Salesforc
     assert line_items["relationshipName"] == "WorkOrderLineItems"
     products = child_relationships(store.objects.values(), store.require_object("Product2"))
     assert [(r["field"], r["relationshipName"]) for r in products] == [("Product2Id", None)]
+
+
+def test_a_version_that_is_not_a_number_nests_as_the_current_api(store: SalesforceStore) -> None:
+    [row] = run(store, _nested(2), version="latest")
+    assert row["Children__r"]["records"][0]["Children__r"]["records"][0]["Name"] == "n3"

@@ -1,8 +1,8 @@
 """The Salesforce REST surface of the emulator as a WSGI app: query, sObject CRUD, Collections, limits.
 
 Every call is counted by kind and passes through fault injection under the same name (`query`, `query_more`,
-`sobject_get`, `create`, `update`, `upsert`, `delete`, `collections`, `limits`, `describe`, `login`, `token`),
-so a test can both break an endpoint and assert how many calls the connector spent.
+`sobject_get`, `blob_get`, `create`, `update`, `upsert`, `delete`, `collections`, `limits`, `describe`,
+`login`, `token`), so a test can both break an endpoint and assert how many calls the connector spent.
 """
 
 from __future__ import annotations

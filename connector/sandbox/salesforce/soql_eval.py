@@ -136,7 +136,10 @@ def compile_query(
         query = soql.parse(text)
     except soql.SoqlSyntaxError as exc:
         raise malformed(str(exc)) from exc
-    nested = api_version is None or float(api_version) >= NESTED_CHILDREN_SINCE
+    try:
+        nested = api_version is None or float(api_version) >= NESTED_CHILDREN_SINCE
+    except ValueError:
+        nested = True  # a version the emulator cannot read: the current behaviour
     return _compile(store, query, include_deleted, 4 if nested else 1, 0)
 
 
