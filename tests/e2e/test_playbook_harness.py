@@ -80,17 +80,20 @@ class Playbook:
         process_inbox(self.ctx)
         flush_writebacks(self.ctx.engine, self.ctx.crm)
 
-    def held(self, record_type: str, key: str) -> dict[str, Any]:
-        """The record Dispatch holds under `key`, without the ids and references Dispatch resolved."""
+    def held(self, record_type: str, key: str, *, sent: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The record Dispatch holds under `key`, without the ids and references Dispatch resolved
+        (RESOLVED_KEYS) except those named in `sent`: the ones this record sent itself."""
         table = self.dispatch.records(record_type)
         assert key in table, f"no {record_type} {key!r} in Dispatch; it holds {sorted(table)}"
-        return {k: v for k, v in table[key].items() if k not in RESOLVED_KEYS}
+        return _without_resolved(table[key], sent)
 
-    def held_where(self, record_type: str, test: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """The one record of a type sent without an external id that passes `test` (resolved keys out)."""
+    def held_where(
+        self, record_type: str, test: Callable[[dict[str, Any]], bool], *, sent: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """The one record of a type sent without an external id that passes `test` (as `held`)."""
         found = [r for r in self.dispatch.records(record_type).values() if test(r)]
         assert len(found) == 1, f"{len(found)} {record_type} records match"
-        return {k: v for k, v in found[0].items() if k not in RESOLVED_KEYS}
+        return _without_resolved(found[0], sent)
 
     def wire(self, record_type: str) -> list[dict[str, Any]]:
         """Every envelope of this type sent to agent/in, oldest first, as the back end built it."""
@@ -104,6 +107,10 @@ class Playbook:
         with Session(self.ctx.engine) as session:
             rows = session.exec(select(SyncLog).where(SyncLog.crm_record_id == crm_id)).all()
             return [row.message for row in rows if row.level == "error"]
+
+
+def _without_resolved(record: dict[str, Any], sent: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in RESOLVED_KEYS or k in sent}
 
 
 def playbook_context(tmp: Path, sf: SalesforceEmulator, dispatch: DispatchEmulator) -> SyncContext:
