@@ -84,6 +84,13 @@ class _Object:
         self.relationships = {
             str(f["relationshipName"]).lower(): f for f in fields if f.get("relationshipName")
         }
+        # None when the describe has no childRelationships key (then a child's lookup is checked instead)
+        children = answer.get("childRelationships")
+        self.children: dict[str, Mapping[str, Any]] | None = (
+            {str(c["relationshipName"]).lower(): c for c in children if c.get("relationshipName")}
+            if isinstance(children, list)
+            else None
+        )
 
     def field(self, name: str) -> Mapping[str, Any] | None:
         return self.fields.get(name.lower())
@@ -229,7 +236,9 @@ class _Checker:
         for name in spec.select:
             self.field(obj, name, f"{at}.select")
         for name in spec.relevant or ():
-            self.field(obj, name, f"{at}.relevant")
+            if name not in spec.children:
+                self.field(obj, name, f"{at}.relevant")
+        self.check_children(obj, spec, at)
         flag = self.field(obj, spec.flag.field, f"{at}.flag.field")
         if flag is not None and spec.flag.when == "true" and flag.get("type") != "boolean":
             self.add(
@@ -248,6 +257,59 @@ class _Checker:
         self.check_write_back(obj, spec, f"{at}.write_back")
         if spec.inbound_jobs.enabled:
             self.check_inbound(obj, spec, f"{at}.inbound_jobs")
+
+    def check_children(self, obj: _Object, spec: ObjectSpec, at: str) -> None:
+        """Each child relationship exists on the object (describe's childRelationships, when given) and
+        holds the named child object through the named lookup; the child's selected fields exist."""
+        for relationship, child in spec.children.items():
+            key = f"{at}.children.{relationship}"
+            child_obj = self.obj(child.object)
+            if child_obj is None:
+                self.add(child.object, None, f"{key}.object", f"the org has no object {child.object!r}")
+                continue
+            lookup = self.field(child_obj, child.parent_field, f"{key}.parent_field")
+            targets = {str(t).lower() for t in (lookup or {}).get("referenceTo") or ()}
+            lookup_ok = lookup is not None and obj.name.lower() in targets
+            if lookup is not None and not lookup_ok:
+                self.add(
+                    child_obj.name,
+                    child.parent_field,
+                    f"{key}.parent_field",
+                    f"is not a lookup to {obj.name}",
+                )
+            if obj.children is not None:
+                named = (relationship, child.parent_field)
+                self.check_relationship(obj, obj.children, child_obj, named, key, lookup_ok)
+            for name in child.select:
+                self.field(child_obj, name, f"{key}.select")
+
+    def check_relationship(
+        self,
+        obj: _Object,
+        declared: Mapping[str, Mapping[str, Any]],
+        child: _Object,
+        named: tuple[str, str],
+        key: str,
+        lookup_ok: bool,
+    ) -> None:
+        """The relationship is declared; when the lookup itself is right, it is this child's, through it."""
+        relationship, lookup = named
+        entry = declared.get(relationship.lower())
+        if entry is None:
+            names = [str(c["relationshipName"]) for c in declared.values()]
+            close = difflib.get_close_matches(relationship, names, n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.add(obj.name, None, key, f"no child relationship {relationship!r} on {obj.name}{hint}")
+            return
+        holds, through = str(entry.get("childSObject") or ""), str(entry.get("field") or "")
+        if lookup_ok and (holds.lower() != child.name.lower() or through.lower() != lookup.lower()):
+            self.add(
+                obj.name,
+                None,
+                key,
+                f"child relationship {relationship!r} of {obj.name} is {holds}.{through}, "
+                f"not {child.name}.{lookup}",
+            )
 
     def check_write_back(self, obj: _Object, spec: ObjectSpec, at: str) -> None:
         wb = spec.write_back
