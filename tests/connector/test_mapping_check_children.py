@@ -113,5 +113,6 @@ def test_a_relationship_of_another_child_object_is_named() -> None:
     (problem,) = problems(children)
     assert str(problem) == (
         "objects.WorkOrder.children.WorkOrderLineItems: WorkOrder: child relationship "
-        "'WorkOrderLineItems' of WorkOrder is WorkOrderLineItem.WorkOrderId, not Dispatch_Note__c.Work_Order__c"
+        "'WorkOrderLineItems' of WorkOrder is WorkOrderLineItem.WorkOrderId, "
+        "not Dispatch_Note__c.Work_Order__c"
     )
