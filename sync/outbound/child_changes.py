@@ -40,8 +40,10 @@ def with_changed_parents(
 
     The window is worked out now, from the watermark as the cycle's query read it; a first load, a full
     cycle or Dispatch Pending mode reads no child changes (every flagged row is read anyway)."""
+    if not spec.children:
+        return rows
     since = window_start(ctx, session, name, spec, full)
-    if since is None or not spec.children:
+    if since is None:
         return rows
     return _then_parents(ctx, name, spec, since, rows, read_by_id)
 
