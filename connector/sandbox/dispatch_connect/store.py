@@ -133,14 +133,9 @@ class RecordStore:
                     return key, record
         return None, None
 
-    def require_job(self, record: dict[str, Any]) -> dict[str, Any]:
-        _, job = self.find("job", record.get("external_job_id"), record.get("job_id"))
-        if job is None:
-            raise RecordError({"job": ["not found (external_job_id / job_id)"]})
-        return dict(job)
-
     def organization_for(self, external_org_id: Any) -> dict[str, Any] | None:
-        """The provider named by a record, created on the fly when unknown (the playbook allows this)."""
+        """The provider of a job created on the Dispatch side (control.create_job), made when unknown; records
+        arriving through agent/in must name an existing one instead (rules.py)."""
         if external_org_id in (None, ""):
             return None
         _, org = self.find("organization", external_org_id)
