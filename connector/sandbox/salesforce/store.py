@@ -33,8 +33,9 @@ from connector.sandbox.salesforce.schema import (
 
 Clock = Callable[[], datetime]
 Record = list[Any]
-# Change Data Capture hook (streaming.py): (change type, object, record id, field values, acting user)
-ChangeHook = Callable[[str, ObjectDef, str, Mapping[str, Any], str | None], None]
+# Change Data Capture hook (streaming.py), called for objects in `cdc_enabled` only: (change type, object, the
+# record (live: the hook copies what it keeps), an update's changed fields, acting user)
+ChangeHook = Callable[[str, ObjectDef, Record, Mapping[str, Any], str | None], None]
 
 
 def utc_now() -> datetime:
@@ -188,7 +189,7 @@ class SalesforceStore:
             )
             self._assign(odef, rec, typed)
             self.records[odef.name][rid] = rec
-            self._changed("CREATE", odef, rid, user_id)
+            self._changed("CREATE", odef, rec, {}, user_id)
             return rid
 
     def _insert_version(self, typed: dict[str, Any], user_id: str | None) -> str:
@@ -217,7 +218,7 @@ class SalesforceStore:
         typed.update(LastModifiedDate=now, LastModifiedById=user_id, SystemModstamp=now)
         self._assign(odef, rec, typed)
         self.records[odef.name][rid] = rec
-        self._changed("CREATE", odef, rid, user_id)
+        self._changed("CREATE", odef, rec, {}, user_id)
         return rid
 
     def update(
@@ -229,10 +230,12 @@ class SalesforceStore:
             typed = self._typed(odef, values, creating=False)
             now = self.clock()
             typed.update(LastModifiedDate=now, LastModifiedById=user_id, SystemModstamp=now)
-            changes = {k: v for k, v in typed.items() if self.value(odef, rec, odef.fields[k]) != v}
+            captured = self._captured(odef)  # CDC: what really changed, and LastModifiedDate always
+            changes = {
+                k: v for k, v in typed.items() if captured and self.value(odef, rec, odef.fields[k]) != v
+            }
             self._assign(odef, rec, typed)
-            if self.on_change is not None:  # CDC: what really changed, and LastModifiedDate always
-                self.on_change("UPDATE", odef, str(rec[0]), {**changes, "LastModifiedDate": now}, user_id)
+            self._changed("UPDATE", odef, rec, {**changes, "LastModifiedDate": now}, user_id)
 
     def delete(
         self, object_name: str, record_id: str, *, recycle: bool = True, user_id: str | None = None
@@ -247,8 +250,7 @@ class SalesforceStore:
             if recycle:
                 self._assign(odef, rec, {"IsDeleted": True, "LastModifiedDate": now, "SystemModstamp": now})
                 self.deleted[odef.name][rid] = rec
-                if self.on_change is not None:
-                    self.on_change("DELETE", odef, rid, {}, user_id)
+                self._changed("DELETE", odef, rec, {}, user_id)
 
     def undelete(self, object_name: str, record_id: str, user_id: str | None) -> None:
         """Restore a record from the recycle bin (Apex/SOAP `undelete`; REST has none)."""
@@ -262,13 +264,16 @@ class SalesforceStore:
             typed = {"IsDeleted": False, "LastModifiedDate": now, "LastModifiedById": user_id}
             self._assign(odef, rec, {**typed, "SystemModstamp": now})
             self.records[odef.name][rid] = rec
-            self._changed("UNDELETE", odef, rid, user_id)
+            self._changed("UNDELETE", odef, rec, {}, user_id)
 
-    def _changed(self, change_type: str, odef: ObjectDef, rid: str, user_id: str | None) -> None:
-        if self.on_change is not None:
-            self.on_change(
-                change_type, odef, rid, self.record_dict(odef, self.records[odef.name][rid]), user_id
-            )
+    def _captured(self, odef: ObjectDef) -> bool:
+        return self.on_change is not None and odef.name.lower() in self.cdc_enabled
+
+    def _changed(
+        self, change_type: str, odef: ObjectDef, rec: Record, changes: Mapping[str, Any], user_id: str | None
+    ) -> None:
+        if self.on_change is not None and self._captured(odef):
+            self.on_change(change_type, odef, rec, changes, user_id)
 
     def upsert(
         self,
