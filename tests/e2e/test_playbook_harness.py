@@ -109,6 +109,21 @@ class Playbook:
             return [row.message for row in rows if row.level == "error"]
 
 
+def header(pb: Playbook, record_type: str, **extra: Any) -> None:
+    """Every envelope of the type went with the playbook sample's header."""
+    sent = pb.wire(record_type)
+    assert sent, f"no {record_type} was sent"
+    assert all(item["header"] == {"record_type": record_type, **extra} for item in sent), sent
+
+
+def ids(pb: Playbook) -> dict[str, str]:
+    return {
+        "spark": pb.find("Account", Name="Spark Electric"),
+        "jane": pb.find("Contact", LastName="Doe"),
+        "wo": pb.find("WorkOrder", WorkOrderNumber="00001001"),
+    }
+
+
 def _without_resolved(record: dict[str, Any], sent: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in RESOLVED_KEYS or k in sent}
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.test_playbook_harness import SENT, Playbook, playbook, published
-from tests.e2e.test_playbook_use_cases import header, ids
+from tests.e2e.test_playbook_harness import SENT, Playbook, header, ids, playbook, published
 
 __all__ = ["playbook", "published"]  # the fixtures, imported for pytest
 

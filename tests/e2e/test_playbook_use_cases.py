@@ -9,26 +9,10 @@ Technicians, calendar events, the Gateway and the refusals are in test_playbook_
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from tests.e2e.test_playbook_harness import Playbook, playbook, published
+from tests.e2e.test_playbook_harness import Playbook, header, ids, playbook, published
 
 __all__ = ["playbook", "published"]  # the fixtures, imported for pytest
-
-
-def header(pb: Playbook, record_type: str, **extra: Any) -> None:
-    """Every envelope of the type went with the playbook sample's header."""
-    sent = pb.wire(record_type)
-    assert sent, f"no {record_type} was sent"
-    assert all(item["header"] == {"record_type": record_type, **extra} for item in sent), sent
-
-
-def ids(pb: Playbook) -> dict[str, str]:
-    return {
-        "spark": pb.find("Account", Name="Spark Electric"),
-        "jane": pb.find("Contact", LastName="Doe"),
-        "wo": pb.find("WorkOrder", WorkOrderNumber="00001001"),
-    }
 
 
 def test_the_whole_org_is_applied_without_an_error(published: Playbook) -> None:
