@@ -47,7 +47,9 @@ log = logging.getLogger("dispatch_connector.streaming")
 # Fields Salesforce itself moves on every save: an update that changed only these and write-back fields is
 # the connector's own write landing (or a no-op save), never a reason to publish.
 SYSTEM_FIELDS = frozenset({"lastmodifieddate", "systemmodstamp", "lastmodifiedbyid"})
-IDLE_WAIT_S = 10.0  # longest long-poll round with nothing buffered: how soon stop() is heard
+# Longest long-poll round with nothing buffered: how soon stop() is heard (a connect in flight cannot be cut
+# short), at the price of one streaming request per round (they do not count against the REST API limit).
+IDLE_WAIT_S = 5.0
 FIRST_BACKOFF_S = 2.0  # resubscribing after a fallback waits 2 s, 4 s, 8 s ... up to PUBLISH_INTERVAL_S
 
 _CAUSES: tuple[tuple[type[Exception], str], ...] = (
@@ -133,6 +135,7 @@ class StreamListener:
         self.echo = {name: echo_fields(spec) for name, spec in ctx.mapping.objects.items()}
         self._clock, self._factory, self._idle_wait_s = clock, stream_factory, idle_wait_s
         self._stopping = threading.Event()
+        self._busy = threading.Lock()  # held while publishing (never while polling): stop() waits for it
         self._wait = wait or self._stopping.wait
         self._stream: Any = None
         self._thread: threading.Thread | None = None
@@ -142,7 +145,14 @@ class StreamListener:
         self._outage: str | None = None  # the cause already reported: the same again writes no row
         self._bridge = False  # a cycle is due once the new subscription stands (it covers the time before)
         self.state = "starting"  # streaming | polling | unavailable (auto, no CDC) | stopped
-        self.counts = {"events": 0, "echoes": 0, "change_sets": 0, "records_changed": 0, "fallbacks": 0}
+        self.counts = {
+            "events": 0,
+            "echoes": 0,
+            "change_sets": 0,
+            "records_changed": 0,
+            "fallbacks": 0,
+            "cycles": 0,
+        }
         self.last_error: str | None = None
         self.last_lag_s: float | None = None
         self._last_cycle: float | None = None  # when a watermark cycle last ran (the safety net's clock)
@@ -156,10 +166,15 @@ class StreamListener:
             self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the round in hand; events not yet published are read again at the next start."""
+        """Stop: wait for a publish in hand, not for a long poll in flight (the thread ends when it returns,
+        doing nothing more). Events not yet published are read again at the next start."""
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._busy.acquire(timeout=timeout):
+            self._busy.release()
+        if self._thread is None or not self._thread.is_alive():
+            self._close()
+        if self.state != "unavailable":
+            self.state = "stopped"
 
     def run(self) -> None:
         try:
@@ -205,20 +220,25 @@ class StreamListener:
                 if self._stopping.is_set():
                     return
             self._stream = self._open()
+        error: CrmError | None = None
         try:
             events = self._stream.poll(self._poll_wait())
         except CrmError as exc:  # StreamError and its kinds, or Salesforce unreachable
-            if not self._stopping.is_set():
-                self._fall_back(exc)
-            return
-        self._take(events)
-        if self._bridge:  # the subscription stands: a cycle covers the changes from before it
-            self._cycle()
-            self._bridge = False
-        if self.state != "streaming":
-            self._resumed()
-        if self._buffer.events and self._deadline is not None and self._clock() >= self._deadline:
-            self._flush()
+            events, error = [], exc
+        with self._busy:
+            if self._stopping.is_set():
+                return  # stopped while polling: these events are read again at the next start
+            if error is not None:
+                self._fall_back(error)
+                return
+            self._take(events)
+            if self._bridge:  # the subscription stands: a cycle covers the changes from before it
+                self._cycle()
+                self._bridge = False
+            if self.state != "streaming":
+                self._resumed()
+            if self._buffer.events and self._deadline is not None and self._clock() >= self._deadline:
+                self._flush()
 
     def _poll_wait(self) -> float:
         if self._deadline is None:
@@ -329,6 +349,7 @@ class StreamListener:
         """The watermark polling cycle: it covers every change since the last one, whatever was missed."""
         report = publish_changes(self.ctx)
         self._last_cycle = self._clock()
+        self.counts["cycles"] += 1
         return report
 
     # -- falling back and coming back -----------------------------------------------------------

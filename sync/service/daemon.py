@@ -44,6 +44,8 @@ from sync.writeback.queue import flush_writebacks
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from sync.outbound.streaming import StreamListener
+
 log = logging.getLogger("dispatch_connector.daemon")
 ROLES = {
     "publisher": ("publish",),
@@ -110,6 +112,7 @@ class Daemon:
     metrics: Metrics | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     fatal: str | None = None  # set when a job hit a configuration error: the daemon stops, exit code 2
+    listener: StreamListener | None = None  # CRM change events (STREAMING on/auto, a role that publishes)
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -137,6 +140,8 @@ class Daemon:
         """One run of one job; never raises (the scheduler would only log it less helpfully)."""
         if self.stopping.is_set():
             return
+        if name == "publish" and self.listener is not None and not self.listener.cycle_due():
+            return  # change events stream: the cycle is a safety net every STREAM_PUBLISH_INTERVAL_S
         assert self.metrics is not None
         self.health.started(name)
         try:
@@ -211,11 +216,25 @@ class Daemon:
                 misfire_grace_time=max(1, int(interval)),
             )
         self.scheduler.start()
+        self._start_listener()
         log.info("daemon started (role %s): %s", self.role, ", ".join(ROLES[self.role]))
+
+    def _start_listener(self) -> None:
+        """CRM change events publish what changed at once (sync/outbound/streaming.py, docs/streaming.md)."""
+        settings = self.ctx.settings
+        if settings.streaming == "off" or "publish" not in ROLES[self.role]:
+            return
+        from sync.outbound.streaming import StreamListener
+
+        self.health.register("stream", settings.stream_coalesce_ms / 1000)
+        self.listener = StreamListener(self.ctx, auto=settings.streaming == "auto", board=self.health)
+        self.listener.start()
 
     def stop(self) -> None:
         """Stop scheduling; wait for the job in hand to finish its current unit of work."""
         self.stopping.set()
+        if self.listener is not None:
+            self.listener.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         log.info("daemon stopped")
