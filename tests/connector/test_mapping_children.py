@@ -248,10 +248,21 @@ def test_hash_covers_the_child_rows_the_records_use(spec: Any) -> None:
 
 
 def test_hash_of_an_object_without_children_is_unchanged() -> None:
-    """Stored hashes stay valid: the default mapping's hash input has no child part."""
+    """Stored hashes stay valid: without children the hash input is the relevant fields alone, as before."""
+    import hashlib
+    import json
+
+    from tests.connector.test_mapping import ROW as WORK_ORDER
+
     spec = load_mapping().object("WorkOrder")
-    assert all("." in name or name[0].isupper() for name in spec.relevant_fields())
-    assert spec.children == {} and spec.child_paths == {}
+    values = {}
+    for name in sorted(spec.relevant_fields()):
+        value: Any = WORK_ORDER
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        values[name] = value
+    before = json.dumps(values, sort_keys=True, default=str, separators=(",", ":"))
+    assert relevant_hash(spec, WORK_ORDER) == hashlib.sha256(before.encode()).hexdigest()
 
 
 def test_primary_record_is_the_last_record_that_is_not_each(tmp_path: Path) -> None:
@@ -364,3 +375,45 @@ def test_ref_to_a_later_record_keeps_its_rule(tmp_path: Path) -> None:
         MappingFileError, match="organization refers to 'billing_document', which is not an earlier"
     ):
         load(tmp_path, data)
+
+
+def test_conditions_compare_as_given_or_as_text(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    fields = _records(data)[2]["fields"]
+    fields["has_trades"] = {"const": "yes", "when": {"field": "Trades__c"}}
+    fields["two"] = {"const": "two", "when": {"field": "Estimate_Status__c", "equals": 2}}
+    spec = load(tmp_path, data)
+
+    def document(**values: Any) -> dict[str, Any]:
+        return by_type(build_records(spec, {**ROW, **values}))["billing_document"][0]["record"]  # type: ignore[no-any-return]
+
+    assert document()["has_trades"] == "yes" and "has_trades" not in document(Trades__c="")
+    assert (
+        document(Estimate_Status__c="2")["two"] == "two" and document(Estimate_Status__c=2.0)["two"] == "two"
+    )
+    assert "two" not in document(Estimate_Status__c=None) and "two" not in document(Estimate_Status__c="2.5")
+
+
+def test_split_items_go_through_the_value_map(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    _records(data)[3]["fields"]["trades"].update(map={"Plumbing": "plumbing", "HVAC": "hvac"})
+    spec = load(tmp_path, data)
+    assert by_type(build_records(spec, ROW))["job_trade"][0]["record"]["trades"] == ["plumbing", "hvac"]
+    with pytest.raises(RecordBuildError, match="value 'Solar' of Trades__c is not in the value map"):
+        build_records(spec, {**ROW, "Trades__c": "Solar"})
+
+
+def test_each_record_condition_may_read_the_parent_and_files_in_lists_are_found(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE)
+    _records(data)[1]["when"] = "$parent.Estimate_Status__c"
+    lines = _records(data)[2]["fields"]["lines"]
+    data["objects"]["WorkOrder"]["children"]["WorkOrderLineItems"]["select"].append("Photo__c")
+    lines["fields"]["photo"] = {"blob": "Photo__c"}
+    del _records(data)[5]["attachment"]
+    spec = load(tmp_path, data)
+    assert spec.has_blobs
+    assert "billing_item" not in by_type(build_records(spec, {**ROW, "Estimate_Status__c": None}))
+    row = copy.deepcopy(ROW)
+    row["WorkOrderLineItems"][0]["Photo__c"] = "068L"
+    lines_built = by_type(build_records(spec, row))["billing_document"][0]["record"]["lines"]
+    assert lines_built[0]["photo"][BLOB_MARKER] == "068L" and "photo" not in lines_built[1]
