@@ -149,6 +149,7 @@ class StreamListener:
             "events": 0,
             "echoes": 0,
             "change_sets": 0,
+            "records_read": 0,
             "records_changed": 0,
             "fallbacks": 0,
             "cycles": 0,
@@ -313,6 +314,7 @@ class StreamListener:
         if buffer.oldest is not None:
             self.last_lag_s = max(0.0, (datetime.now(UTC) - buffer.oldest).total_seconds())
         self.counts["change_sets"] += 1
+        self.counts["records_read"] += report.read
         self.counts["records_changed"] += report.changed
         summary = (
             f"{buffer.events} event(s), {report.changed} record(s) changed, {report.requests_sent} request(s)"

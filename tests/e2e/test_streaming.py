@@ -67,6 +67,10 @@ class Live:
         self.h.dispatch.wait_idle(10)
         return int(self.h.dispatch.counts.get("agent/in", 0))
 
+    def jobs(self) -> dict[str, Any]:
+        self.h.dispatch.wait_idle(10)
+        return dict(self.h.dispatch.records("job"))
+
     def positions(self) -> dict[str, StreamPosition]:
         with Session(self.h.ctx.engine) as session:
             return {row.channel: row for row in session.exec(select(StreamPosition)).all()}
@@ -97,7 +101,7 @@ def test_a_change_is_published_from_its_event(live: Live) -> None:
     wo = live.h.work_order(Subject="From an event")
     live.pump(listener, lambda: listener.health()["buffered_events"] >= 1)
     live.settle(listener)
-    assert live.h.dispatch.records("job")[wo]["title"] == "From an event"
+    assert live.jobs()[wo]["title"] == "From an event"
     assert int(str(live.positions()[WO].replay_id)) > 0 and listener.state == "streaming"
 
 
@@ -122,7 +126,7 @@ def test_a_burst_of_1000_saves_is_one_change_set(live: Live) -> None:
     batch = live.h.ctx.settings.batch_size
     assert listener.counts["records_changed"] == 1000
     assert live.agent_in() - before == math.ceil(1000 / batch) == 5
-    assert len(live.h.dispatch.records("job")) == 1000
+    assert len(live.jobs()) == 1000
 
 
 def test_a_restart_resumes_from_the_stored_replay_ids_and_loses_nothing(live: Live) -> None:
@@ -141,7 +145,7 @@ def test_a_restart_resumes_from_the_stored_replay_ids_and_loses_nothing(live: Li
     second = live.listener()
     live.pump(second, lambda: second.health()["buffered_events"] >= 2)
     live.settle(second)
-    jobs = live.h.dispatch.records("job")
+    jobs = live.jobs()
     assert jobs[wo]["title"] == "Edited while down" and jobs[created]["title"] == "Created while down"
     assert second.counts["cycles"] == 0  # the events themselves, not a polling cycle, carried the changes
 
@@ -153,7 +157,7 @@ def test_a_gap_event_falls_back_to_the_cycle_and_loses_nothing(live: Live) -> No
     lost = live.h.work_order(Subject="Only a gap event says so")
     live.pump(listener, lambda: listener.health()["buffered_events"] >= 1)
     live.settle(listener)
-    assert live.h.dispatch.records("job")[lost]["title"] == "Only a gap event says so"
+    assert live.jobs()[lost]["title"] == "Only a gap event says so"
     assert any(WO in m and "gap event (GAP_CREATE" in m for m in live.rows("warning"))
     assert listener.counts["cycles"] == 2  # the bridge at subscription, the gap's
 
@@ -170,7 +174,7 @@ def test_a_retention_miss_falls_back_to_the_cycle_and_loses_nothing(live: Live) 
     live.h.sf.update("WorkOrder", wo, {"Subject": "Edited three days later"})
     second = live.listener()
     second.step()  # the stored replay id is refused: warning, polling cycle at once
-    assert live.h.dispatch.records("job")[wo]["title"] == "Edited three days later"
+    assert live.jobs()[wo]["title"] == "Edited three days later"
     warnings = live.rows("warning")
     assert any(WO in m and "older than the events Salesforce still keeps" in m for m in warnings), warnings
     assert live.positions()[WO].mode == "polling" and second.state == "polling"
@@ -184,7 +188,7 @@ def test_an_exhausted_allocation_falls_back_with_a_warning_row(live: Live) -> No
     live.h.sf.streaming.set_allocation(10, used=10)
     wo = live.h.work_order(Subject="No events left today")
     live.pump(listener, lambda: listener.state == "polling")
-    assert live.h.dispatch.records("job")[wo]["title"] == "No events left today"
+    assert live.jobs()[wo]["title"] == "No events left today"
     warnings = [m for m in live.rows("warning") if "daily change-event delivery allocation is used up" in m]
     assert {WO, ACCOUNT} == {channel for channel in (WO, ACCOUNT) for m in warnings if channel in m}
 
@@ -214,7 +218,7 @@ def test_streaming_off_runs_no_listener_and_publishes_as_before(live: Live, tmp_
     wo = live.h.work_order()
     Daemon(ctx, role="publisher").run_once()  # the polling cycle, as before
     live.h.dispatch.wait_idle(10)
-    assert wo in live.h.dispatch.records("job")
+    assert wo in live.jobs()
     assert live.h.sf.counts.get("streaming_handshake", 0) == 0
 
 
@@ -238,7 +242,7 @@ def test_the_daemon_streams_when_on(live: Live, tmp_path: Path) -> None:
                 break
             delivered.wait(0.05)
         live.h.dispatch.wait_idle(10)
-        assert live.h.dispatch.records("job")[wo]["title"] == "Streamed by the daemon"
+        assert live.jobs()[wo]["title"] == "Streamed by the daemon"
         status = daemon.health.snapshot()["stream"]
         assert (
             status.last_result == "ok"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 from sqlmodel import Session, select
 
 from connector.crm import CrmError, RetryPolicy
@@ -19,6 +20,7 @@ from connector.crm_stream import (
     StreamUnavailable,
     channel_for,
 )
+from connector.mapping import DEFAULT_MAPPING, load_mapping
 from sync.outbound.publisher import publish_changes
 from sync.outbound.streaming import SYSTEM_FIELDS, StreamListener, echo_fields, stream_channels
 from sync.service.health import JobHealth
@@ -26,6 +28,7 @@ from sync.store.models import StreamPosition, SyncLog, TrackedRecord
 from tests.e2e.conftest import Harness, harness  # noqa: F401  (the fixture)
 
 WO = channel_for("WorkOrder")
+LINES = "WorkOrderLineItems"
 
 
 class Clock:
@@ -88,6 +91,11 @@ def agent_in(h: Harness) -> int:
     return int(h.dispatch.counts.get("agent/in", 0))
 
 
+def jobs(h: Harness) -> dict[str, Any]:
+    h.dispatch.wait_idle(10)
+    return dict(h.dispatch.records("job"))
+
+
 def positions(h: Harness) -> dict[str, StreamPosition]:
     with Session(h.ctx.engine) as session:
         return {row.channel: row for row in session.exec(select(StreamPosition)).all()}
@@ -126,8 +134,8 @@ def test_events_in_one_window_are_one_change_set(rig: Any) -> None:
     assert agent_in(h) == before and listener.health()["buffered_events"] == 2
     settle(listener, clock)
     assert agent_in(h) == before + 1
-    jobs = h.dispatch.records("job")
-    assert jobs[first]["title"] == "A" and jobs[second]["title"] == "B"
+    published = jobs(h)
+    assert published[first]["title"] == "A" and published[second]["title"] == "B"
     assert positions(h)[WO].replay_id is not None and listener.health()["buffered_events"] == 0
 
 
@@ -143,9 +151,9 @@ def test_replay_id_is_stored_only_after_the_outbox_commit(rig: Any) -> None:
     clock.now += 0.2
     with pytest.raises(CrmError, match="REQUEST_LIMIT_EXCEEDED"):
         listener.step()
-    assert WO not in positions(h) and wo not in h.dispatch.records("job")
+    assert WO not in positions(h) and wo not in jobs(h)
     listener.step()  # the window still holds the event: published now, then its replay id is stored
-    assert wo in h.dispatch.records("job")
+    assert wo in jobs(h)
     assert positions(h)[WO].replay_id == str(created.replay_id)
 
 
@@ -181,7 +189,7 @@ def test_an_edit_with_write_back_fields_and_a_relevant_field_publishes(rig: Any)
     script.items = [[event([wo], fields=("Subject", "Dispatch_Error__c", "LastModifiedDate"))]]
     listener.step()
     settle(listener, clock)
-    assert h.dispatch.records("job")[wo]["title"] == "Changed"
+    assert jobs(h)[wo]["title"] == "Changed"
 
 
 def test_by_id_publish_does_not_move_the_watermark(harness: Harness) -> None:  # noqa: F811
@@ -198,7 +206,7 @@ def test_by_id_publish_does_not_move_the_watermark(harness: Harness) -> None:  #
     with Session(harness.ctx.engine) as session:
         mark = session.get(Watermark, "WorkOrder")
         assert mark is not None and mark.system_modstamp == stamp
-    assert later in harness.dispatch.records("job")
+    assert later in jobs(harness)
 
 
 def test_a_deleted_record_follows_on_delete(harness: Harness) -> None:  # noqa: F811
@@ -236,7 +244,7 @@ def test_a_lost_stream_falls_back_to_the_cycle_and_loses_nothing(
     missed = h.work_order(Subject="Made while events were lost")
     script.items = [error]
     listener.step()
-    assert missed in h.dispatch.records("job")  # the cycle ran at once
+    assert missed in jobs(h)  # the cycle ran at once
     warnings = log_rows(h, "warning")
     assert any(WO in m and cause in m and "polling cycle" in m for m in warnings), warnings
     assert positions(h)[WO].mode == "polling" and positions(h)[WO].replay_id is None
@@ -269,7 +277,7 @@ def test_a_gap_event_runs_the_cycle_and_keeps_the_stream(rig: Any) -> None:
     script.items = [[event([missed], "GAP_UPDATE", fields=())]]
     listener.step()
     settle(listener, clock)
-    assert missed in h.dispatch.records("job")
+    assert missed in jobs(h)
     assert any(WO in m and "gap event (GAP_UPDATE" in m for m in log_rows(h, "warning"))
     assert listener.state == "streaming" and positions(h)[WO].replay_id is not None
     assert len(script.opened) == 1
@@ -298,7 +306,7 @@ def test_events_not_yet_published_are_read_again_after_a_restart(rig: Any) -> No
     script.items = [[event([wo], "CREATE")]]
     listener.step()  # held in the window when the process stops
     assert positions(h).get(WO) is None or positions(h)[WO].replay_id is None
-    assert wo not in h.dispatch.records("job")
+    assert wo not in jobs(h)
 
 
 def test_auto_without_change_events_polls_as_before_with_one_row(harness: Harness) -> None:  # noqa: F811
@@ -337,3 +345,37 @@ def test_health_board_gets_a_stream_entry(harness: Harness) -> None:  # noqa: F8
     assert status.last_result == "ok" and status.last_summary and "1 event(s)" in status.last_summary
     with Session(harness.ctx.engine) as session:
         assert session.exec(select(TrackedRecord).where(TrackedRecord.crm_id == wo)).first() is not None
+
+
+def test_a_child_rows_event_publishes_its_parent(harness: Harness, tmp_path: Any) -> None:  # noqa: F811
+    sf = harness.sf
+    sf.define_object(
+        "WorkOrderLineItem",
+        {
+            "Description": "string",
+            "WorkOrderId": {
+                "type": "reference",
+                "to": "WorkOrder",
+                "child_relationship": "WorkOrderLineItems",
+            },
+        },
+        key_prefix="1WL",
+    )
+    raw = yaml.safe_load(DEFAULT_MAPPING.read_text(encoding="utf-8"))
+    raw["objects"]["WorkOrder"]["children"] = {
+        LINES: {"object": "WorkOrderLineItem", "parent_field": "WorkOrderId", "select": ["Id"]}
+    }
+    path = tmp_path / "mapping.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    harness.ctx.mapping = load_mapping(path)
+    wo = harness.work_order()
+    harness.publish()
+    line = sf.insert("WorkOrderLineItem", {"WorkOrderId": wo, "Description": "Breaker 20A"})
+    script, clock = Script(), Clock()
+    listener = StreamListener(harness.ctx, clock=clock, stream_factory=script, wait=lambda _s: None)
+    assert channel_for("WorkOrderLineItem") in listener.channels
+    listener.step()
+    script.items = [[event([line], "CREATE", fields=(), entity="WorkOrderLineItem")]]
+    listener.step()
+    settle(listener, clock)
+    assert listener.counts["records_read"] == 1  # the parent work order, read by id
