@@ -18,7 +18,7 @@ commit. Streaming phase (`streaming: on`): `edits` edits at 5/s (--quick 60 at 6
 (not counted) has gone through, so the subscription is live. Polling phase, the baseline, in the same run
 (`streaming: off`, default 60 s publish interval): to bound the run, fewer edits (120) spread evenly at
 random over two publish intervals (120 s); each waits for the next cycle, so expect p95 near the interval.
-With --quick the polling phase uses a 10 s publish interval (20 edits over 20 s) and says so
+With --quick the polling phase uses a 5 s publish interval (20 edits over 10 s) and says so
 (polling_publish_interval_s): a 60 s interval cannot fit a run well under a minute.
 
 (b) Dispatch -> CRM, with the streaming daemon of (a) still running: `events` field events through the
@@ -32,8 +32,8 @@ count of REST calls (logins and streaming long-polls excluded, reported apart) f
 until the daemon is quiet again (nothing queued in Dispatch, in the inbox or in the write-back queue), so
 calls the events cause after their fields are written (sync-log mirror) count too.
 
-When the settings have no `streaming` key (the listener has not landed), the streaming phase runs the
-daemon's defaults and reports streaming_available = false. Assertions: none about time.
+When the daemon starts no change-event listener, the streaming phase runs without one and says so
+(streaming_available = false). Assertions: none about time.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +82,6 @@ STEPS = (
     ("schedule", "Dispatch_Appointment_Start__c"),
     ("complete", "Dispatch_Completed_At__c"),
 )
-STREAM_KINDS = ("cometd", "streaming", "handshake", "connect", "subscribe")  # not REST API calls
 
 
 @dataclass(frozen=True)
@@ -95,70 +94,110 @@ class Sizes:
 
 
 FULL = Sizes(edits=500, edit_rate_per_s=5.0, polling_edits=120, polling_interval_s=None, events=500)
-QUICK = Sizes(edits=60, edit_rate_per_s=6.0, polling_edits=20, polling_interval_s=10.0, events=60)
+QUICK = Sizes(edits=60, edit_rate_per_s=6.0, polling_edits=20, polling_interval_s=5.0, events=60)
 
 
-# --- observers (wrap one method of a running emulator instance) ------------------------------------------
-class AgentInArrivals:
-    """When each edit token first reached Dispatch's `agent/in` (after the injected latency and the signature
-    check: where the emulator takes the body)."""
+# --- observers: each wraps one method of a running emulator instance (the emulators' code is unchanged) ---
+class FirstSeen:
+    """When each key was first seen (time.monotonic), and a wait for a set of keys."""
+
+    def __init__(self) -> None:
+        self.first: dict[Any, float] = {}
+        self.changed = threading.Condition()
+
+    def note(self, keys: Iterable[Any], at: float) -> None:
+        with self.changed:
+            for key in keys:
+                self.first.setdefault(key, at)
+            self.changed.notify_all()
+
+    def wait_for(self, keys: list[Any], deadline: float) -> None:
+        with self.changed:
+            while any(k not in self.first for k in keys) and time.monotonic() < deadline:
+                self.changed.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+class AgentInArrivals(FirstSeen):
+    """Edit tokens by the first `agent/in` request carrying them, timed where the emulator takes the body
+    (after the injected latency and the signature check)."""
 
     def __init__(self, dispatch: DispatchEmulator) -> None:
-        self.first: dict[bytes, float] = {}
-        self.requests = 0
-        self.unreadable = 0
-        self.changed = threading.Condition()
+        super().__init__()
+        self.requests = self.unreadable = 0
         original = dispatch.receive
 
         def receive(body: bytes, **kwargs: Any) -> None:
             arrived = time.monotonic()
             original(body, **kwargs)
-            self._note(body, arrived)
+            try:
+                text = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
+            except (OSError, EOFError):
+                text, self.unreadable = b"", self.unreadable + 1
+            with self.changed:
+                self.requests += 1
+            self.note(TOKEN_RE.findall(text), arrived)
 
         dispatch.receive = receive  # type: ignore[method-assign]
 
-    def _note(self, body: bytes, arrived: float) -> None:
-        try:
-            text = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
-        except (OSError, EOFError):
-            text = b""
-            self.unreadable += 1
-        with self.changed:
-            self.requests += 1
-            for token in TOKEN_RE.findall(text):
-                self.first.setdefault(token, arrived)
-            self.changed.notify_all()
 
-    def wait_for(self, tokens: list[bytes], deadline: float) -> None:
-        with self.changed:
-            while any(t not in self.first for t in tokens) and time.monotonic() < deadline:
-                self.changed.wait(min(0.5, max(0.0, deadline - time.monotonic())))
-
-
-class CrmWrites:
-    """When each (record id, field) of `fields` was first written to the Salesforce emulator's store."""
+class CrmWrites(FirstSeen):
+    """(record id, field) of `fields` by the first write to the Salesforce emulator's store."""
 
     def __init__(self, sf: SalesforceEmulator, fields: set[str]) -> None:
-        self.first: dict[tuple[str, str], float] = {}
-        self.changed = threading.Condition()
+        super().__init__()
         original = sf.store.update
 
         def update(object_name: str, record_id: str, values: Any, user_id: str | None) -> None:
             original(object_name, record_id, values, user_id)
-            written = time.monotonic()
-            hits = [name for name in values if name in fields]
-            if hits:
-                with self.changed:
-                    for name in hits:
-                        self.first.setdefault((record_id, name), written)
-                    self.changed.notify_all()
+            self.note([(record_id, name) for name in values if name in fields], time.monotonic())
 
         sf.store.update = update  # type: ignore[method-assign]
 
-    def wait_for(self, keys: list[tuple[str, str]], deadline: float) -> None:
-        with self.changed:
-            while any(k not in self.first for k in keys) and time.monotonic() < deadline:
-                self.changed.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+
+class AgentOutDeliveries(FirstSeen):
+    """Field-event message ids by their first delivery to the poller (`agent/out`), and every id queued in
+    order: splits (b) into waiting to be polled and the rest (store, process, write back)."""
+
+    def __init__(self, dispatch: DispatchEmulator) -> None:
+        super().__init__()
+        self.put: list[str] = []
+        queue = dispatch.queue
+        original_put, original_receive = queue.put, queue.receive
+
+        def put(msg_type: str, payload: dict[str, Any]) -> str:
+            message_id = original_put(msg_type, payload)
+            self.put.append(message_id)  # list.append is atomic under the GIL
+            return message_id
+
+        def receive(max_messages: int) -> list[dict[str, Any]]:
+            page = original_receive(max_messages)
+            self.note([envelope["Message"]["ID"] for envelope in page], time.monotonic())
+            return page
+
+        queue.put = put  # type: ignore[method-assign]
+        queue.receive = receive  # type: ignore[method-assign]
+
+
+class StreamPublishes:
+    """When the streaming listener started publishing each record id (sync.outbound.streaming's module-level
+    publish_changes, wrapped): splits (a) into change event + coalescing window, and query + send."""
+
+    def __init__(self) -> None:
+        self.first: dict[str, float] = {}
+        try:
+            from sync.outbound import streaming
+        except ImportError:  # the listener has not landed: no split
+            return
+        original = streaming.publish_changes
+
+        def publish(ctx: SyncContext, *args: Any, only: Any = None, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            for ids in (only or {}).values():
+                for record_id in ids:
+                    self.first.setdefault(record_id, started)
+            return original(ctx, *args, only=only, **kwargs)
+
+        streaming.publish_changes = publish  # type: ignore[assignment]
 
 
 # --- set-up --------------------------------------------------------------------------------------------
@@ -171,6 +210,8 @@ class Bench:
     admin: requests.Session
     arrivals: AgentInArrivals
     writes: CrmWrites
+    deliveries: AgentOutDeliveries
+    publishes: StreamPublishes
 
     def context(self, **overrides: Any) -> SyncContext:
         return _harness.make_context(
@@ -204,6 +245,8 @@ def bench(work_orders: int) -> Iterator[tuple[Bench, list[str]]]:
             sf.session(),
             AgentInArrivals(dispatch),
             CrmWrites(sf, {field for _, field in STEPS}),
+            AgentOutDeliveries(dispatch),
+            StreamPublishes(),
         )
         setup = b.context()
         try:
@@ -255,6 +298,14 @@ def running(ctx: SyncContext) -> Iterator[Daemon]:
 
 
 # --- (a) CRM edits -------------------------------------------------------------------------------------
+@dataclass
+class EditRun:
+    latencies: list[float]  # committed -> first agent/in carrying the edit
+    to_publish: list[float]  # committed -> the listener's publish of the record started (streaming only)
+    publish_to_agent_in: list[float]
+    missing: int
+
+
 class Edits:
     """Numbered admin edits, each one token in the Subject of one work order."""
 
@@ -274,19 +325,27 @@ class Edits:
             )
         return token.encode(), committed
 
-    def run(self, ids: list[str], arrivals: Callable[[], float], wait_s: float) -> tuple[list[float], int]:
-        """Edits at the given inter-arrival times; latencies of those seen, and how many never arrived."""
-        commits: dict[bytes, float] = {}
+    def run(self, ids: list[str], arrivals: Callable[[], float], wait_s: float) -> EditRun:
+        """Edits at the given inter-arrival times, then a wait of up to `wait_s` for the last to arrive."""
+        commits: dict[bytes, tuple[str, float]] = {}
         due = time.monotonic()
         for record_id in ids:
             due += arrivals()
             time.sleep(max(0.0, due - time.monotonic()))  # pacing the load, not measuring
             token, committed = self.edit(record_id)
-            commits[token] = committed
+            commits[token] = (record_id, committed)
         self.b.arrivals.wait_for(list(commits), time.monotonic() + wait_s)
-        seen = self.b.arrivals.first
-        latencies = [seen[t] - c for t, c in commits.items() if t in seen]
-        return latencies, len(commits) - len(latencies)
+        seen, published = self.b.arrivals.first, self.b.publishes.first
+        run = EditRun([], [], [], len(commits))
+        for token, (record_id, committed) in commits.items():
+            if token not in seen:
+                continue
+            run.missing -= 1
+            run.latencies.append(seen[token] - committed)
+            if record_id in published:
+                run.to_publish.append(published[record_id] - committed)
+                run.publish_to_agent_in.append(seen[token] - published[record_id])
+        return run
 
     def warm_up(self, record_id: str, wait_s: float) -> float | None:
         token, committed = self.edit(record_id)
@@ -296,14 +355,23 @@ class Edits:
 
 
 # --- (b) field events ----------------------------------------------------------------------------------
-def field_events(b: Bench, jobs: list[str], events: int, wait_s: float) -> tuple[list[float], int]:
+@dataclass
+class FieldRun:
+    latencies: list[float]  # queued -> CRM field written
+    polled: list[float]  # queued -> every message of the event handed to the poller
+    missing: int
+
+
+def field_events(b: Bench, jobs: list[str], events: int, wait_s: float) -> FieldRun:
     queued: dict[tuple[str, str], float] = {}
+    messages: dict[tuple[str, str], list[str]] = {}
     for i, (step, field) in enumerate(STEPS):
         if i:
             time.sleep(1.0)  # distinct event times per round (Dispatch stamps whole seconds)
         for wo in jobs:
             if len(queued) == events:
                 break
+            mark = len(b.deliveries.put)
             if step == "accept":
                 b.dispatch.accept_job(wo)
             elif step == "schedule":
@@ -311,10 +379,16 @@ def field_events(b: Bench, jobs: list[str], events: int, wait_s: float) -> tuple
             else:
                 b.dispatch.complete_job(wo, "ready_for_billing")
             queued[(wo, field)] = time.monotonic()
+            messages[(wo, field)] = b.deliveries.put[mark:]
     b.writes.wait_for(list(queued), time.monotonic() + wait_s)
-    seen = b.writes.first
+    seen, delivered = b.writes.first, b.deliveries.first
     latencies = [seen[k] - t for k, t in queued.items() if k in seen]
-    return latencies, len(queued) - len(latencies)
+    polled = [
+        max(delivered[m] for m in messages[k]) - t
+        for k, t in queued.items()
+        if messages[k] and all(m in delivered for m in messages[k])
+    ]
+    return FieldRun(latencies, polled, len(queued) - len(latencies))
 
 
 # --- figures -------------------------------------------------------------------------------------------
@@ -326,20 +400,23 @@ def pct(values: list[float], p: int) -> float | None:
     return round(statistics.quantiles(values, n=100, method="inclusive")[p - 1], 3)
 
 
+def spread(values: list[float], prefix: str) -> dict[str, float | None]:
+    return {f"{prefix}_p50_s": pct(values, 50), f"{prefix}_p95_s": pct(values, 95)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="60 edits, 60 events, a 10 s polling interval")
+    parser.add_argument("--quick", action="store_true", help="60 edits, 60 events, a 5 s polling interval")
     parser.add_argument("--json", type=Path, help="write the figures as one flat JSON object")
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     rng = random.Random(20)
-    streaming = "streaming" in Settings.model_fields
-    stream_opts: dict[str, Any] = {"streaming": "on"} if streaming else {}
-    poll_opts: dict[str, Any] = {"streaming": "off"} if streaming else {}
+    has_setting = "streaming" in Settings.model_fields
+    stream_opts: dict[str, Any] = {"streaming": "on"} if has_setting else {}
+    poll_opts: dict[str, Any] = {"streaming": "off"} if has_setting else {}
     if size.polling_interval_s:
         poll_opts["publish_interval_s"] = size.polling_interval_s
     jobs = math.ceil(size.events / len(STEPS))
-    figures: dict[str, Any] = {}
 
     with bench(1 + size.edits + size.polling_edits) as (b, ids):
         warm_id, stream_ids, poll_ids = ids[0], ids[1 : 1 + size.edits], ids[1 + size.edits :]
@@ -347,18 +424,17 @@ def main(argv: list[str] | None = None) -> int:
         edits = Edits(b)
 
         ctx = b.context(**stream_opts)
-        with running(ctx):
+        with running(ctx) as daemon:
+            streaming = getattr(daemon, "listener", None) is not None
             warm = edits.warm_up(warm_id, wait_s=20 if streaming else ctx.settings.publish_interval_s + 20)
             started = time.monotonic()
-            stream, stream_missing = edits.run(
-                stream_ids, lambda: rng.expovariate(size.edit_rate_per_s), wait_s=30
-            )
+            stream = edits.run(stream_ids, lambda: rng.expovariate(size.edit_rate_per_s), wait_s=30)
             stream_wall = time.monotonic() - started
             wait_quiet(ctx, b.dispatch, 120)
 
             before = b.sf_calls()
             started = time.monotonic()
-            field, field_missing = field_events(b, stream_ids[:jobs], size.events, wait_s=120)
+            field = field_events(b, stream_ids[:jobs], size.events, wait_s=120)
             field_wall = time.monotonic() - started
             quiet = wait_quiet(ctx, b.dispatch, 120)
             after = b.sf_calls()
@@ -366,50 +442,51 @@ def main(argv: list[str] | None = None) -> int:
         ctx = b.context(**poll_opts)
         interval = ctx.settings.publish_interval_s
         with running(ctx):
-            time.sleep(1.0)  # let the daemon's first (start-up) cycle pass: edits land between cycles
-            spread = 2 * interval / len(poll_ids)
-            polling, polling_missing = edits.run(
-                poll_ids, lambda: rng.uniform(0, 2 * spread), wait_s=interval + 30
-            )
+            time.sleep(1.0)  # let the daemon's start-up cycle pass: the edits land between cycles
+            gap = 2 * interval / len(poll_ids)  # mean gap: the edits span two publish intervals
+            polling = edits.run(poll_ids, lambda: rng.uniform(0, 2 * gap), wait_s=interval + 30)
 
     calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     calls = {k: v for k, v in calls.items() if v}
-    rest_calls = sum(v for k, v in calls.items() if k not in STREAM_KINDS)
-    stream_p95 = pct(stream, 95)
-    figures.update(
-        {
-            "edits": len(stream_ids),
-            "events": size.events,
-            "latency_ms": LATENCY_S * 1000,
-            "crm_to_dispatch_p50_s": pct(stream, 50),
-            "crm_to_dispatch_p95_s": stream_p95,
-            "polling_crm_to_dispatch_p95_s": pct(polling, 95),
-            "dispatch_to_crm_p50_s": pct(field, 50),
-            "dispatch_to_crm_p95_s": pct(field, 95),
-            "sf_calls_per_1000_events": round(rest_calls * 1000 / size.events, 2),
-            # extra figures
-            "streaming_available": streaming,
-            "speedup_p95": round(pct(polling, 95) / stream_p95, 1) if stream_p95 and polling else None,
-            "crm_to_dispatch_p99_s": pct(stream, 99),
-            "crm_to_dispatch_max_s": round(max(stream), 3) if stream else None,
-            "crm_to_dispatch_missing": stream_missing,
-            "edits_wall_s": round(stream_wall, 1),
-            "warm_up_edit_s": None if warm is None else round(warm, 3),
-            "polling_edits": len(poll_ids),
-            "polling_publish_interval_s": interval,
-            "polling_crm_to_dispatch_p50_s": pct(polling, 50),
-            "polling_crm_to_dispatch_missing": polling_missing,
-            "dispatch_to_crm_p99_s": pct(field, 99),
-            "dispatch_to_crm_max_s": round(max(field), 3) if field else None,
-            "dispatch_to_crm_missing": field_missing,
-            "events_wall_s": round(field_wall, 1),
-            "events_quiet_after": quiet,
-            "sf_calls": rest_calls,
-            "sf_calls_by_kind": ",".join(f"{k}={v}" for k, v in sorted(calls.items())),
-            "agent_in_requests": b.arrivals.requests,
-            "agent_in_unreadable": b.arrivals.unreadable,
-        }
-    )
+    rest_calls = sum(v for k, v in calls.items() if not k.startswith("streaming_"))  # long polls: not REST
+    stream_p95, polling_p95 = pct(stream.latencies, 95), pct(polling.latencies, 95)
+    figures: dict[str, Any] = {
+        "edits": len(stream_ids),
+        "events": size.events,
+        "latency_ms": LATENCY_S * 1000,
+        "crm_to_dispatch_p50_s": pct(stream.latencies, 50),
+        "crm_to_dispatch_p95_s": stream_p95,
+        "polling_crm_to_dispatch_p95_s": polling_p95,
+        "dispatch_to_crm_p50_s": pct(field.latencies, 50),
+        "dispatch_to_crm_p95_s": pct(field.latencies, 95),
+        "sf_calls_per_1000_events": round(rest_calls * 1000 / size.events, 2),
+        # extra figures
+        "streaming_available": streaming,
+        "p95_ratio_polling_to_streaming": round(polling_p95 / stream_p95, 1)
+        if stream_p95 and polling_p95
+        else None,
+        "crm_to_dispatch_p99_s": pct(stream.latencies, 99),
+        "crm_to_dispatch_max_s": round(max(stream.latencies), 3) if stream.latencies else None,
+        "crm_to_dispatch_missing": stream.missing,
+        **spread(stream.to_publish, "commit_to_stream_publish"),
+        **spread(stream.publish_to_agent_in, "stream_publish_to_agent_in"),
+        "edits_wall_s": round(stream_wall, 1),
+        "warm_up_edit_s": None if warm is None else round(warm, 3),
+        "polling_edits": len(poll_ids),
+        "polling_publish_interval_s": interval,
+        "polling_crm_to_dispatch_p50_s": pct(polling.latencies, 50),
+        "polling_crm_to_dispatch_missing": polling.missing,
+        "dispatch_to_crm_p99_s": pct(field.latencies, 99),
+        "dispatch_to_crm_max_s": round(max(field.latencies), 3) if field.latencies else None,
+        "dispatch_to_crm_missing": field.missing,
+        **spread(field.polled, "dispatch_to_polled"),
+        "events_wall_s": round(field_wall, 1),
+        "events_quiet_after": quiet,
+        "sf_calls": rest_calls,
+        "sf_calls_by_kind": ",".join(f"{k}={v}" for k, v in sorted(calls.items())),
+        "agent_in_requests": b.arrivals.requests,
+        "agent_in_unreadable": b.arrivals.unreadable,
+    }
     _harness.report(figures, args.json)
     return 0
 
