@@ -215,14 +215,14 @@ class StreamListener:
         if self.state == "unavailable":  # auto, and the org has no change events: the daemon polls as before
             self._stopping.set()
             return
-        if self._stream is None:
-            if self._failures:
-                self._wait(self._backoff())
-                if self._stopping.is_set():
-                    return
-            self._stream = self._open()
+        if self._stream is None and self._failures:
+            self._wait(self._backoff())
+            if self._stopping.is_set():
+                return
         error: CrmError | None = None
         try:
+            if self._stream is None:
+                self._stream = self._open()  # logs in to Salesforce on first use
             events = self._stream.poll(self._poll_wait())
         except CrmError as exc:  # StreamError and its kinds, or Salesforce unreachable
             events, error = [], exc
