@@ -24,6 +24,7 @@ from connector.ports import Delivery
 from sync.context import SyncContext
 from sync.inbound.event_context import EventContext
 from sync.inbound.events import apply_report
+from sync.inbound.poller import STORE_TURNS
 from sync.store.db import session_scope
 from sync.store.dbtypes import utcnow
 from sync.store.locks import HOLDER
@@ -101,6 +102,7 @@ def process_inbox(ctx: SyncContext, *, limit: int = 1000) -> ProcessReport:
 
 def _process_ids(ctx: SyncContext, message_ids: list[str], report: ProcessReport) -> None:
     for message_id in message_ids:
+        STORE_TURNS.wait_for_store()  # a page being stored (the poller, this process) goes first
         try:
             if process_message(ctx, message_id):
                 report.processed += 1

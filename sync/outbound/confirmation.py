@@ -285,14 +285,21 @@ def _primary_tracked(session: Session, items: list[OutboxItem]) -> list[TrackedR
 
     One query for the lot: confirming a batch of 200 must not cost 200 round trips to the store."""
     keys = {(i.crm_object, i.crm_id, i.external_id, i.message_id) for i in items if i.crm_object and i.crm_id}
-    ids = sorted({crm_id for _, crm_id, _, _ in keys})
+    ids_by_object: dict[str, set[str]] = defaultdict(set)
+    for crm_object, crm_id, _, _ in keys:
+        ids_by_object[crm_object].add(crm_id)
     matched = []
-    for chunk in chunked(ids, IN_CLAUSE_CHUNK):
-        query = select(TrackedRecord).where(col(TrackedRecord.crm_id).in_(chunk))
-        for tracked in session.exec(query).all():
-            key = (tracked.crm_object, tracked.crm_id, tracked.external_id, tracked.last_message_id)
-            if key in keys:
-                matched.append(tracked)
+    # By (crm_object, crm_id): the unique index's column order. By crm_id alone SQLite cannot use it and
+    # read every tracked row, about 8 ms per ack at 2,000 tracked records (bench/publisher.py, acks on).
+    for crm_object, ids in sorted(ids_by_object.items()):
+        for chunk in chunked(sorted(ids), IN_CLAUSE_CHUNK):
+            query = select(TrackedRecord).where(
+                col(TrackedRecord.crm_object) == crm_object, col(TrackedRecord.crm_id).in_(chunk)
+            )
+            for tracked in session.exec(query).all():
+                key = (tracked.crm_object, tracked.crm_id, tracked.external_id, tracked.last_message_id)
+                if key in keys:
+                    matched.append(tracked)
     return matched
 
 

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -31,9 +32,11 @@ from sync.inbound.customers import link_field_customers
 from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox
 from sync.outbound.publisher import publish_changes
+from sync.service import cadence
 from sync.service.health import JobHealth
 from sync.service.mapping_check import require_mapping_ok
 from sync.service.metrics import Metrics
+from sync.service.wakeups import JobRunner, waking_through
 from sync.store.db import session_scope
 from sync.store.locks import LockHeld
 from sync.store.synclog import error_words, purge_log, write_log
@@ -59,21 +62,26 @@ ctx_events: dict[int, int] = {}  # messages applied by the last process run, per
 
 def _publish(ctx: SyncContext) -> str:
     r = publish_changes(ctx)
+    cadence.after_publish(ctx, r.requests_sent)
     return f"read {r.read}, changed {r.changed}, refused {r.refused}, requests {r.requests_sent}"
 
 
 def _poll(ctx: SyncContext) -> str:
-    r = drain_pull_channels(ctx)
+    r = drain_pull_channels(ctx, on_stored=cadence.wake_processor)
+    cadence.after_poll(ctx, r)
     return f"received {r.received}, stored {r.stored}, redelivered {r.redelivered}, acked {r.acked}"
 
 
 def _process(ctx: SyncContext) -> str:
     r = process_inbox(ctx, limit=PROCESS_BATCH)
     ctx_events[id(ctx)] = r.processed
+    cadence.after_process(r, PROCESS_BATCH)
     return f"processed {r.processed}, failed {r.failed}, dead {r.dead}"
 
 
 def _writeback(ctx: SyncContext) -> str:
+    if (wait := cadence.writeback_wait(ctx)) > 0:  # woken early: let the Collections calls fill first
+        return f"waiting {wait:.2f} s for more write-backs"
     mirrored = mirror_log(ctx)
     flush_file_fetches(ctx)  # files from the field into the CRM (sync/writeback/files.py)
     r = flush_writebacks(
@@ -112,6 +120,7 @@ class Daemon:
     metrics: Metrics | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     fatal: str | None = None  # set when a job hit a configuration error: the daemon stops, exit code 2
+    runners: dict[str, JobRunner] = field(default_factory=dict)  # one per scheduled job, made by start()
     listener: StreamListener | None = None  # CRM change events (STREAMING on/auto, a role that publishes)
 
     def __post_init__(self) -> None:
@@ -145,7 +154,9 @@ class Daemon:
         assert self.metrics is not None
         self.health.started(name)
         try:
-            summary = JOBS[name](self.ctx)
+            # A started daemon's jobs wake each other (sync.service.cadence); `run --once` runs them as asked.
+            with waking_through(self.wake if self.runners else None):
+                summary = JOBS[name](self.ctx)
         except LockHeld as exc:
             self.health.finished(name, "skipped", summary=str(exc))
             self.metrics.job_runs.labels(job=name, result="skipped").inc()
@@ -185,6 +196,14 @@ class Daemon:
         except Exception:  # the store itself is down: the log line above is all we can do
             pass
 
+    def wake(self, name: str, delay_s: float = 0.0) -> None:
+        """Ask for a run of job `name` now (or in `delay_s`), without waiting for its interval. Requests
+        collapse into one run; one made during a run gets one more run after it; a job of another role
+        (another process) is not reached. Before start() and after stop(), nothing (sync.service.wakeups)."""
+        runner = self.runners.get(name)
+        if runner is not None and not self.stopping.is_set():
+            runner.wake(delay_s)
+
     def check_mapping(self) -> None:
         """Refuse to start when the mapping does not match the org: a role that publishes or processes reads
         and writes CRM fields by it. Raises MappingMismatch (exit code 2) naming object, field and key; asked
@@ -202,9 +221,12 @@ class Daemon:
         self.check_mapping()  # before anything is scheduled: a bad mapping stops the daemon here
         now = datetime.now(UTC)
         for name in ROLES[self.role]:
+            # The job runs on its own thread when asked (a wake-up, or the interval's tick below).
+            self.runners[name] = runner = JobRunner(name, partial(self.run_job, name))
+            runner.start()
             interval = self.interval(name)
             self.scheduler.add_job(
-                self.run_job,
+                self.wake,
                 "interval",
                 args=[name],
                 id=name,
@@ -237,6 +259,8 @@ class Daemon:
             self.listener.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        for runner in self.runners.values():
+            runner.stop()
         log.info("daemon stopped")
 
     def ready(self) -> bool:

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, func, insert, or_, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from sync.store.db import IN_CLAUSE_CHUNK, chunked, session_scope
@@ -28,6 +29,11 @@ from sync.writeback.timing import backoff, last_attempt_at
 
 MAX_COLLECTION = 200
 FLUSH_CONCURRENCY = 3  # Collections calls in flight at once (settings: writeback_concurrency)
+# A flush asked for as soon as there is work (the daemon's wake-ups) waits until the queue has been quiet
+# this long, has a full Collection, or its oldest row has waited FLUSH_MAX_WAIT_S: a burst of field events
+# becomes calls of 200 records, not one call per processed message (docs/engine.md, "Wake-ups").
+FLUSH_SETTLE_S = 0.3
+FLUSH_MAX_WAIT_S = 1.2
 
 __all__ = [
     "FLUSH_CONCURRENCY",
@@ -39,6 +45,7 @@ __all__ = [
     "enqueue_create",
     "enqueue_update",
     "enqueue_updates",
+    "flush_wait_s",
     "flush_writebacks",
     "last_attempt_at",
     "pending_count",
@@ -134,6 +141,48 @@ def flush_writebacks(
     for units in plan.rounds:
         report.add(_flush_round(engine, crm, units, max_attempts, batch_size, concurrency))
     return report
+
+
+def flush_wait_s(
+    engine: Engine,
+    *,
+    batch_size: int = MAX_COLLECTION,
+    settle_s: float = FLUSH_SETTLE_S,
+    max_wait_s: float = FLUSH_MAX_WAIT_S,
+    now: datetime | None = None,
+) -> float:
+    """Seconds a flush asked for now should wait to fill its Collections calls; 0.0: flush now.
+
+    Now when nothing is due (the flush's other work, the log mirror and files, goes on), when the due rows
+    name `batch_size` records (a full call), when none arrived for `settle_s` (the burst is over), or when
+    the oldest has waited `max_wait_s` (a steady trickle still lands within that bound). One query."""
+    now = now or utcnow()
+    w = WRITE_BACKS.c
+    records, oldest, newest = _read_one(
+        engine,
+        core_select(
+            func.count(func.distinct(func.coalesce(w.crm_id, w.external_id))),
+            func.min(w.created_at),
+            func.max(w.created_at),
+        )
+        .where(w.status == "pending")
+        .where(or_(w.next_attempt_at.is_(None), w.next_attempt_at <= now)),
+    )
+    if not records or records >= batch_size or oldest is None or newest is None:
+        return 0.0
+    quiet_in = settle_s - (now - _aware(newest)).total_seconds()
+    overdue_in = max_wait_s - (now - _aware(oldest)).total_seconds()
+    return max(0.0, min(quiet_in, overdue_in))
+
+
+def _read_one(engine: Engine, query: Any) -> tuple[Any, ...]:
+    with engine.connect() as connection:
+        return tuple(connection.execute(query).one())
+
+
+def _aware(stamp: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC)."""
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def _flush_round(
