@@ -2,38 +2,31 @@
 
     python bench/latency.py [--quick] [--json PATH]
 
-Real wall time: both emulators run in this process on loopback with real clocks (not the harness's frozen
-BenchClock), 20 ms latency injected on every endpoint of both, and the daemon (`Daemon(ctx).start()`, role
-"all") runs with its default settings except the URLs, the secrets and, per phase, `streaming`. The mapping is
-the bundled one cut to its WorkOrder object (tests/bench_rig.py's workorder_only_mapping, as every benchmark
-here): a polling cycle then costs one query instead of one per object, which favours the polling baseline.
-Set-up, not measured and without latency: the flagged work orders are published and their acks written back.
+Wall time: both emulators in this process on loopback with real clocks, 20 ms latency on every endpoint of
+both; the daemon (`Daemon(ctx).start()`, role "all") at its default settings but the URLs, secrets and, per
+phase, `streaming`. Mapping: the bundled one cut to WorkOrder (workorder_only_mapping, as every benchmark
+here; one query per polling cycle, which favours the polling baseline). Set-up (no latency, not timed):
+the flagged work orders are published and their acks written back. Instrumentation: the script wraps a few
+methods of the running emulator instances (the emulators' code is unchanged).
 
 (a) CRM -> Dispatch. Admin edits (the Salesforce emulator's control API over HTTPS, so the change is the
-admin's, as a person's edit in the org would be) put a unique token in the Subject of a distinct flagged work
-order each, at Poisson arrivals. Per edit: the wall time its PATCH returned (committed) and the wall time
-the first `agent/in` request carrying that token reached the Dispatch emulator (the emulator's `receive`,
-wrapped by this script: its only instrumentation, the emulators' code is unchanged). Latency = arrival -
-commit. Streaming phase (`streaming: on`): `edits` edits at 5/s (--quick 60 at 6/s), after one warm-up edit
-(not counted) has gone through, so the subscription is live. Polling phase, the baseline, in the same run
-(`streaming: off`, default 60 s publish interval): to bound the run, fewer edits (120) spread evenly at
-random over two publish intervals (120 s); each waits for the next cycle, so expect p95 near the interval.
-With --quick the polling phase uses a 5 s publish interval (20 edits over 10 s) and says so
-(polling_publish_interval_s): a 60 s interval cannot fit a run well under a minute.
+admin's) put a unique token in the Subject of a distinct work order each. Latency = the wall time the first
+`agent/in` carrying the token reached Dispatch's `receive` - the wall time the edit's PATCH returned.
+Streaming phase (`streaming: on`): `edits` edits, Poisson arrivals at 5/s (--quick: 60 at 6/s), after one
+uncounted warm-up edit went through. Polling phase, the baseline, same run (`streaming: off`, default 60 s
+interval): to bound the run, 120 edits at random over two intervals (120 s), so expect p95 near 60 s;
+--quick: a 5 s interval, 20 edits over 10 s (polling_publish_interval_s says which).
 
-(b) Dispatch -> CRM, with the streaming daemon of (a) still running: `events` field events through the
-Dispatch emulator's control API in-process (as bench/poller.py does), in three rounds 1 s apart (every job
-accepted, then every appointment scheduled, then every job completed; distinct event times keep a job's
-events in order). Per event: the wall time it was queued, and the wall time the CRM field it drives was
-first written by the connector (accepted -> Dispatch_Accepted_At__c, scheduled ->
-Dispatch_Appointment_Start__c, completed -> Dispatch_Completed_At__c), seen by wrapping the Salesforce
-emulator store's `update` (in-process, no polling). sf_calls_per_1000_events: the Salesforce emulator's own
-count of REST calls (logins and streaming long-polls excluded, reported apart) from the first event queued
-until the daemon is quiet again (nothing queued in Dispatch, in the inbox or in the write-back queue), so
-calls the events cause after their fields are written (sync-log mirror) count too.
-
-When the daemon starts no change-event listener, the streaming phase runs without one and says so
-(streaming_available = false). Assertions: none about time.
+(b) Dispatch -> CRM, the streaming daemon still running: `events` field events through the Dispatch
+emulator's control API (as bench/poller.py), three rounds 1 s apart (accept every job, schedule, complete;
+distinct event times keep each job's events in order). Latency = the first write of the CRM field the event
+drives (accepted -> Dispatch_Accepted_At__c, scheduled -> Dispatch_Appointment_Start__c, completed ->
+Dispatch_Completed_At__c; the Salesforce store's `update`) - the time it was queued.
+sf_calls_per_1000_events: the Salesforce emulator's count of REST calls (logins and streaming long polls
+left out, the latter listed in sf_calls_by_kind) from the first event until the daemon is quiet (nothing in
+Dispatch's queue, the inbox or the write-back queue). Today's figure, same run, full size only (~25 s more):
+the same on other jobs with wakeups_off() (the fixed intervals, as before issue 20),
+fixed_interval_dispatch_to_crm_*; null with --quick. No assertion about time.
 """
 
 from __future__ import annotations
@@ -59,7 +52,6 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
-import requests
 from sqlmodel import col, func, select
 
 from connector.sandbox.dispatch_connect.emulator import DispatchEmulator
@@ -77,10 +69,13 @@ from tests import bench_rig as _harness
 
 LATENCY_S = 0.020
 TOKEN_RE = re.compile(rb"LAT\d{7}")
-STEPS = (
-    ("accept", "Dispatch_Accepted_At__c"),
-    ("schedule", "Dispatch_Appointment_Start__c"),
-    ("complete", "Dispatch_Completed_At__c"),
+STEPS: tuple[tuple[str, Callable[[DispatchEmulator, str], object]], ...] = (  # CRM field, technician's step
+    ("Dispatch_Accepted_At__c", lambda d, wo: d.accept_job(wo)),
+    (
+        "Dispatch_Appointment_Start__c",
+        lambda d, wo: d.schedule_appointment(wo, "2026-12-01T15:00:00Z", "2026-12-01T17:00:00Z"),
+    ),
+    ("Dispatch_Completed_At__c", lambda d, wo: d.complete_job(wo, "ready_for_billing")),
 )
 
 
@@ -201,26 +196,22 @@ class StreamPublishes:
 
 
 # --- set-up --------------------------------------------------------------------------------------------
-@dataclass
 class Bench:
-    sf: SalesforceEmulator
-    dispatch: DispatchEmulator
-    folder: Path
-    mapping_file: Path
-    admin: requests.Session
-    arrivals: AgentInArrivals
-    writes: CrmWrites
-    deliveries: AgentOutDeliveries
-    publishes: StreamPublishes
+    """Both emulators (real clocks), the observers, and contexts on one store in `folder`."""
+
+    def __init__(self, sf: SalesforceEmulator, dispatch: DispatchEmulator, folder: Path) -> None:
+        self.sf, self.dispatch, self.folder = sf, dispatch, folder
+        self.mapping_file = _harness.workorder_only_mapping(folder)
+        self.admin = sf.session()
+        self.arrivals = AgentInArrivals(dispatch)
+        self.writes = CrmWrites(sf, {field for field, _ in STEPS})
+        self.deliveries = AgentOutDeliveries(dispatch)
+        self.publishes = StreamPublishes()
 
     def context(self, **overrides: Any) -> SyncContext:
+        sf, url = self.sf, self.dispatch.base_url
         return _harness.make_context(
-            self.folder,
-            self.sf.base_url,
-            self.sf.session(),
-            self.dispatch.base_url,
-            self.mapping_file,
-            **overrides,
+            self.folder, sf.base_url, sf.session(), url, self.mapping_file, **overrides
         )
 
     def sf_calls(self) -> dict[str, int]:
@@ -234,20 +225,9 @@ def bench(work_orders: int) -> Iterator[tuple[Bench, list[str]]]:
         SalesforceEmulator(_harness.FIXTURE) as sf,
         DispatchEmulator(_harness.PUBLIC_KEY, _harness.SECRET) as dispatch,
     ):
-        folder = Path(tmp)
         provider, contacts = _harness.seed_org(sf, max(10, work_orders // 10))
         ids = sf.insert_many("WorkOrder", _harness.work_order_rows(provider, contacts, work_orders))
-        b = Bench(
-            sf,
-            dispatch,
-            folder,
-            _harness.workorder_only_mapping(folder),
-            sf.session(),
-            AgentInArrivals(dispatch),
-            CrmWrites(sf, {field for _, field in STEPS}),
-            AgentOutDeliveries(dispatch),
-            StreamPublishes(),
-        )
+        b = Bench(sf, dispatch, Path(tmp))
         setup = b.context()
         try:
             publish_changes(setup)
@@ -297,6 +277,23 @@ def running(ctx: SyncContext) -> Iterator[Daemon]:
         ctx.engine.dispose()
 
 
+@contextmanager
+def wakeups_off() -> Iterator[bool]:
+    """The fixed intervals of before issue 20: jobs started inside run without waking each other (as under
+    `run --once`). False when the daemon has no wake-ups to switch off."""
+    from sync.service import daemon as module
+
+    original = getattr(module, "waking_through", None)
+    if original is None:
+        yield False
+        return
+    module.waking_through = lambda _wake: original(None)
+    try:
+        yield True
+    finally:
+        module.waking_through = original
+
+
 # --- (a) CRM edits -------------------------------------------------------------------------------------
 @dataclass
 class EditRun:
@@ -310,8 +307,7 @@ class Edits:
     """Numbered admin edits, each one token in the Subject of one work order."""
 
     def __init__(self, b: Bench) -> None:
-        self.b = b
-        self.n = 0
+        self.b, self.n = b, 0
 
     def edit(self, record_id: str) -> tuple[bytes, float]:
         self.n += 1
@@ -320,9 +316,7 @@ class Edits:
         answer = self.b.admin.patch(url, json={"Subject": f"Replace breaker {token}"}, timeout=30)
         committed = time.monotonic()
         if answer.status_code != 204:
-            raise SystemExit(
-                f"admin edit of WorkOrder {record_id} answered {answer.status_code}: {answer.text}"
-            )
+            raise SystemExit(f"admin edit of WorkOrder {record_id}: HTTP {answer.status_code} {answer.text}")
         return token.encode(), committed
 
     def run(self, ids: list[str], arrivals: Callable[[], float], wait_s: float) -> EditRun:
@@ -347,61 +341,59 @@ class Edits:
                 run.publish_to_agent_in.append(seen[token] - published[record_id])
         return run
 
-    def warm_up(self, record_id: str, wait_s: float) -> float | None:
-        token, committed = self.edit(record_id)
-        self.b.arrivals.wait_for([token], time.monotonic() + wait_s)
-        arrived = self.b.arrivals.first.get(token)
-        return None if arrived is None else arrived - committed
-
 
 # --- (b) field events ----------------------------------------------------------------------------------
 @dataclass
 class FieldRun:
     latencies: list[float]  # queued -> CRM field written
     polled: list[float]  # queued -> every message of the event handed to the poller
+    polled_to_crm: list[float]  # that -> the CRM field written (store, process, flush)
     missing: int
 
 
 def field_events(b: Bench, jobs: list[str], events: int, wait_s: float) -> FieldRun:
     queued: dict[tuple[str, str], float] = {}
     messages: dict[tuple[str, str], list[str]] = {}
-    for i, (step, field) in enumerate(STEPS):
+    for i, (field, step) in enumerate(STEPS):
         if i:
             time.sleep(1.0)  # distinct event times per round (Dispatch stamps whole seconds)
         for wo in jobs:
             if len(queued) == events:
                 break
             mark = len(b.deliveries.put)
-            if step == "accept":
-                b.dispatch.accept_job(wo)
-            elif step == "schedule":
-                b.dispatch.schedule_appointment(wo, "2026-12-01T15:00:00Z", "2026-12-01T17:00:00Z")
-            else:
-                b.dispatch.complete_job(wo, "ready_for_billing")
+            step(b.dispatch, wo)
             queued[(wo, field)] = time.monotonic()
             messages[(wo, field)] = b.deliveries.put[mark:]
     b.writes.wait_for(list(queued), time.monotonic() + wait_s)
     seen, delivered = b.writes.first, b.deliveries.first
     latencies = [seen[k] - t for k, t in queued.items() if k in seen]
-    polled = [
-        max(delivered[m] for m in messages[k]) - t
-        for k, t in queued.items()
-        if messages[k] and all(m in delivered for m in messages[k])
-    ]
-    return FieldRun(latencies, polled, len(queued) - len(latencies))
+    run = FieldRun(latencies, [], [], len(queued) - len(latencies))
+    for key, at in queued.items():
+        if messages[key] and all(m in delivered for m in messages[key]):
+            polled = max(delivered[m] for m in messages[key])
+            run.polled.append(polled - at)
+            if key in seen:
+                run.polled_to_crm.append(seen[key] - polled)
+    return run
 
 
 # --- figures -------------------------------------------------------------------------------------------
 def pct(values: list[float], p: int) -> float | None:
+    """The p-th percentile (100: the maximum), in seconds to the millisecond; None without values."""
     if not values:
         return None
-    if len(values) == 1:
-        return round(values[0], 3)
+    if p >= 100 or len(values) == 1:
+        return round(max(values), 3) if p >= 100 else round(values[0], 3)
     return round(statistics.quantiles(values, n=100, method="inclusive")[p - 1], 3)
 
 
-def spread(values: list[float], prefix: str) -> dict[str, float | None]:
-    return {f"{prefix}_p50_s": pct(values, 50), f"{prefix}_p95_s": pct(values, 95)}
+def rest_calls(after: dict[str, int], before: dict[str, int]) -> int:
+    """REST API calls between two counts; streaming long polls are not REST calls (nor charged as such)."""
+    return sum(v - before.get(k, 0) for k, v in after.items() if not k.startswith("streaming_"))
+
+
+def spread(values: list[float], prefix: str, ps: tuple[int, ...] = (50, 95)) -> dict[str, float | None]:
+    return {f"{prefix}_{'max' if p == 100 else f'p{p}'}_s": pct(values, p) for p in ps}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         ctx = b.context(**stream_opts)
         with running(ctx) as daemon:
             streaming = getattr(daemon, "listener", None) is not None
-            warm = edits.warm_up(warm_id, wait_s=20 if streaming else ctx.settings.publish_interval_s + 20)
+            wait_s = 20 if streaming else ctx.settings.publish_interval_s + 20
+            warm = edits.run([warm_id], lambda: 0.0, wait_s)  # the pipeline is live before the clock runs
             started = time.monotonic()
             stream = edits.run(stream_ids, lambda: rng.expovariate(size.edit_rate_per_s), wait_s=30)
             stream_wall = time.monotonic() - started
@@ -439,6 +432,15 @@ def main(argv: list[str] | None = None) -> int:
             quiet = wait_quiet(ctx, b.dispatch, 120)
             after = b.sf_calls()
 
+        fixed, fixed_calls = None, 0
+        if not args.quick:  # the fixed intervals (poll 15 s, process 5 s, flush 10 s) take ~20 s more
+            with wakeups_off() as switched, running(b.context(**stream_opts)) as daemon:
+                mark = b.sf_calls()
+                fixed_jobs = stream_ids[jobs : 2 * jobs]
+                fixed = field_events(b, fixed_jobs, size.events, wait_s=120) if switched else None
+                wait_quiet(daemon.ctx, b.dispatch, 120)
+                fixed_calls = rest_calls(b.sf_calls(), mark)
+
         ctx = b.context(**poll_opts)
         interval = ctx.settings.publish_interval_s
         with running(ctx):
@@ -446,43 +448,44 @@ def main(argv: list[str] | None = None) -> int:
             gap = 2 * interval / len(poll_ids)  # mean gap: the edits span two publish intervals
             polling = edits.run(poll_ids, lambda: rng.uniform(0, 2 * gap), wait_s=interval + 30)
 
-    calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    calls = {k: v for k, v in calls.items() if v}
-    rest_calls = sum(v for k, v in calls.items() if not k.startswith("streaming_"))  # long polls: not REST
+    calls = {k: v for k in after if (v := after.get(k, 0) - before.get(k, 0))}
+    sf_calls = rest_calls(after, before)
     stream_p95, polling_p95 = pct(stream.latencies, 95), pct(polling.latencies, 95)
     figures: dict[str, Any] = {
         "edits": len(stream_ids),
         "events": size.events,
         "latency_ms": LATENCY_S * 1000,
-        "crm_to_dispatch_p50_s": pct(stream.latencies, 50),
-        "crm_to_dispatch_p95_s": stream_p95,
+        **spread(stream.latencies, "crm_to_dispatch"),
         "polling_crm_to_dispatch_p95_s": polling_p95,
-        "dispatch_to_crm_p50_s": pct(field.latencies, 50),
-        "dispatch_to_crm_p95_s": pct(field.latencies, 95),
-        "sf_calls_per_1000_events": round(rest_calls * 1000 / size.events, 2),
+        **spread(field.latencies, "dispatch_to_crm"),
+        "sf_calls_per_1000_events": round(sf_calls * 1000 / size.events, 2),
         # extra figures
         "streaming_available": streaming,
-        "p95_ratio_polling_to_streaming": round(polling_p95 / stream_p95, 1)
+        "p95_polling_over_streaming": round(polling_p95 / stream_p95, 1)
         if stream_p95 and polling_p95
         else None,
-        "crm_to_dispatch_p99_s": pct(stream.latencies, 99),
-        "crm_to_dispatch_max_s": round(max(stream.latencies), 3) if stream.latencies else None,
+        **spread(stream.latencies, "crm_to_dispatch", (99, 100)),
         "crm_to_dispatch_missing": stream.missing,
         **spread(stream.to_publish, "commit_to_stream_publish"),
         **spread(stream.publish_to_agent_in, "stream_publish_to_agent_in"),
         "edits_wall_s": round(stream_wall, 1),
-        "warm_up_edit_s": None if warm is None else round(warm, 3),
+        "warm_up_edit_s": pct(warm.latencies, 50),
         "polling_edits": len(poll_ids),
         "polling_publish_interval_s": interval,
         "polling_crm_to_dispatch_p50_s": pct(polling.latencies, 50),
         "polling_crm_to_dispatch_missing": polling.missing,
-        "dispatch_to_crm_p99_s": pct(field.latencies, 99),
-        "dispatch_to_crm_max_s": round(max(field.latencies), 3) if field.latencies else None,
+        **spread(field.latencies, "dispatch_to_crm", (99, 100)),
         "dispatch_to_crm_missing": field.missing,
         **spread(field.polled, "dispatch_to_polled"),
+        **spread(field.polled_to_crm, "polled_to_crm"),
+        **spread(fixed.latencies if fixed else [], "fixed_interval_dispatch_to_crm"),
+        "fixed_interval_dispatch_to_crm_missing": fixed.missing if fixed else None,
+        "fixed_interval_sf_calls_per_1000_events": round(fixed_calls * 1000 / size.events, 2)
+        if fixed
+        else None,
         "events_wall_s": round(field_wall, 1),
         "events_quiet_after": quiet,
-        "sf_calls": rest_calls,
+        "sf_calls": sf_calls,
         "sf_calls_by_kind": ",".join(f"{k}={v}" for k, v in sorted(calls.items())),
         "agent_in_requests": b.arrivals.requests,
         "agent_in_unreadable": b.arrivals.unreadable,
