@@ -32,7 +32,7 @@ from sync.store.models import (
     TrackedRecord,
 )
 from sync.store.synclog import write_log
-from sync.writeback.queue import enqueue_update, enqueue_updates
+from sync.writeback.queue import enqueue_sourced_updates, enqueue_update
 
 
 def _items(
@@ -114,8 +114,16 @@ def confirm_records(
 def _queue_confirmations(
     session: Session, mapping: MappingConfig, records: Sequence[tuple[str, str]], now: datetime, source: str
 ) -> None:
-    updates: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
-    for crm_object, crm_id in records:
+    queue_sourced_confirmations(session, mapping, [(o, i, source) for o, i in records], now)
+
+
+def queue_sourced_confirmations(
+    session: Session, mapping: MappingConfig, records: Sequence[tuple[str, str, str]], now: datetime
+) -> None:
+    """Queue Dispatch_Last_Synced__c (error field cleared) for (crm_object, crm_id, source) records: one
+    INSERT per object, each row keeping the source (the ack message) that confirmed it."""
+    updates: dict[str, list[tuple[str, dict[str, Any], str]]] = defaultdict(list)
+    for crm_object, crm_id, source in records:
         spec = mapping.objects.get(crm_object)
         if spec is None:
             continue
@@ -124,9 +132,9 @@ def _queue_confirmations(
             fields[spec.write_back.last_synced] = now.isoformat()
         if spec.write_back.error:
             fields[spec.write_back.error] = None
-        updates[crm_object].append((crm_id, fields))
+        updates[crm_object].append((crm_id, fields, source))
     for crm_object, rows in updates.items():
-        enqueue_updates(session, crm_object, rows, source=source)
+        enqueue_sourced_updates(session, crm_object, rows)
 
 
 def report_error(
@@ -249,7 +257,15 @@ def _follow_confirmed_request(session: Session, tracked: TrackedRecord, msg_id: 
             col(EntityStateRow.external_id) == tracked.external_id,
         )
     ).first()
-    if row is None or row.state in (None, requested):
+    follow_request(session, tracked, row, msg_id)
+
+
+def follow_request(
+    session: Session, tracked: TrackedRecord, row: EntityStateRow | None, msg_id: str | None
+) -> None:
+    """_follow_confirmed_request once the job's entity row (`row`, None: none yet) was looked up."""
+    requested = (tracked.snapshot or {}).get(STATUS_KEY)
+    if not requested or row is None or row.state in (None, requested):
         return  # nothing applied yet (a first publish creates the job as asked), or already there
     state = EntityState(row.state, row.status_message, _milestones(row), row.updated_at)
     try:

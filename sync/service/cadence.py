@@ -8,7 +8,8 @@ The intervals stay the idle cadence; these make work flow through at once (docs/
 - process: when it applied (or failed) a message, wake the write-back flush; when it hit its batch limit,
   run again at once;
 - publish: when it sent a batch, wake the flush (HTTP-200 confirmations and refusals queue write-backs)
-  and poll soon (the acks and field reactions come back through the pull channel);
+  and poll at once, which starts a hot spell (the acks and field reactions come back through the pull
+  channel);
 - writeback: a flush woken early waits for its Collections calls to fill (sync.writeback.queue
   flush_wait_s), by waking itself again later instead of flushing a handful of records.
 
@@ -21,7 +22,7 @@ import math
 import time
 
 from sync.context import SyncContext
-from sync.inbound.poller import POLL_HOT_S, PollReport, poll_again_in
+from sync.inbound.poller import PollReport, poll_again_in
 from sync.inbound.processor import ProcessReport
 from sync.service.wakeups import wake, waking
 from sync.writeback.queue import flush_wait_s
@@ -37,7 +38,7 @@ def after_publish(ctx: SyncContext, requests_sent: int) -> None:
     if requests_sent:
         _last_activity[id(ctx)] = time.monotonic()
         wake("writeback")
-        wake("poll", POLL_HOT_S)
+        wake("poll")  # Dispatch answers the first batches while the last are sent
 
 
 def after_poll(ctx: SyncContext, report: PollReport) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "FlushReport",
     "backoff",
     "enqueue_create",
+    "enqueue_sourced_updates",
     "enqueue_update",
     "enqueue_updates",
     "flush_wait_s",
@@ -90,6 +91,19 @@ def enqueue_updates(
     if rows:
         session.flush()
         session.execute(insert(WRITE_BACKS), rows)  # Core executemany: no ORM per-row bookkeeping
+
+
+def enqueue_sourced_updates(
+    session: Session, crm_object: str, updates: Iterable[tuple[str, Mapping[str, Any], str | None]]
+) -> None:
+    """Like enqueue_updates, each row with its own source (the message that caused it)."""
+    now = utcnow()
+    rows = [
+        _update_row(crm_object, crm_id, fields, source, now) for crm_id, fields, source in updates if fields
+    ]
+    if rows:
+        session.flush()
+        session.execute(insert(WRITE_BACKS), rows)
 
 
 def enqueue_create(
