@@ -59,9 +59,9 @@ from connector.sandbox.salesforce.emulator import SalesforceEmulator
 from sync.context import SyncContext
 from sync.inbound.poller import drain_pull_channels
 from sync.inbound.processor import process_inbox
+from sync.outbound import streaming
 from sync.outbound.publisher import publish_changes
 from sync.service.daemon import Daemon
-from sync.settings import Settings
 from sync.store.db import session_scope
 from sync.store.models import InboxMessage, WriteBack
 from sync.writeback.queue import flush_writebacks
@@ -179,10 +179,6 @@ class StreamPublishes:
 
     def __init__(self) -> None:
         self.first: dict[str, float] = {}
-        try:
-            from sync.outbound import streaming
-        except ImportError:  # the listener has not landed: no split
-            return
         original = streaming.publish_changes
 
         def publish(ctx: SyncContext, *args: Any, only: Any = None, **kwargs: Any) -> Any:
@@ -349,6 +345,7 @@ class FieldRun:
     polled: list[float]  # queued -> every message of the event handed to the poller
     polled_to_crm: list[float]  # that -> the CRM field written (store, process, flush)
     missing: int
+    drain_s: float = 0.0  # first event queued -> last of its messages handed to the poller
 
 
 def field_events(b: Bench, jobs: list[str], events: int, wait_s: float) -> FieldRun:
@@ -374,6 +371,7 @@ def field_events(b: Bench, jobs: list[str], events: int, wait_s: float) -> Field
             run.polled.append(polled - at)
             if key in seen:
                 run.polled_to_crm.append(seen[key] - polled)
+            run.drain_s = max(run.drain_s, polled - min(queued.values()))
     return run
 
 
@@ -403,9 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     rng = random.Random(20)
-    has_setting = "streaming" in Settings.model_fields
-    stream_opts: dict[str, Any] = {"streaming": "on"} if has_setting else {}
-    poll_opts: dict[str, Any] = {"streaming": "off"} if has_setting else {}
+    poll_opts: dict[str, Any] = {"streaming": "off"}
     if size.polling_interval_s:
         poll_opts["publish_interval_s"] = size.polling_interval_s
     jobs = math.ceil(size.events / len(STEPS))
@@ -415,26 +411,26 @@ def main(argv: list[str] | None = None) -> int:
         _harness.set_latency(b.sf, b.dispatch, LATENCY_S)
         edits = Edits(b)
 
-        ctx = b.context(**stream_opts)
+        ctx = b.context(streaming="on")
         with running(ctx) as daemon:
-            streaming = getattr(daemon, "listener", None) is not None
-            wait_s = 20 if streaming else ctx.settings.publish_interval_s + 20
+            listening = getattr(daemon, "listener", None) is not None
+            wait_s = 20 if listening else ctx.settings.publish_interval_s + 20
             warm = edits.run([warm_id], lambda: 0.0, wait_s)  # the pipeline is live before the clock runs
             started = time.monotonic()
             stream = edits.run(stream_ids, lambda: rng.expovariate(size.edit_rate_per_s), wait_s=30)
             stream_wall = time.monotonic() - started
             wait_quiet(ctx, b.dispatch, 120)
 
-            before = b.sf_calls()
+            before, dispatch_before = b.sf_calls(), b.dispatch.counts
             started = time.monotonic()
             field = field_events(b, stream_ids[:jobs], size.events, wait_s=120)
             field_wall = time.monotonic() - started
             quiet = wait_quiet(ctx, b.dispatch, 120)
-            after = b.sf_calls()
+            after, dispatch_after = b.sf_calls(), b.dispatch.counts
 
         fixed, fixed_calls = None, 0
         if not args.quick:  # the fixed intervals (poll 15 s, process 5 s, flush 10 s) take ~20 s more
-            with wakeups_off() as switched, running(b.context(**stream_opts)) as daemon:
+            with wakeups_off() as switched, running(b.context(streaming="on")) as daemon:
                 mark = b.sf_calls()
                 fixed_jobs = stream_ids[jobs : 2 * jobs]
                 fixed = field_events(b, fixed_jobs, size.events, wait_s=120) if switched else None
@@ -460,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         **spread(field.latencies, "dispatch_to_crm"),
         "sf_calls_per_1000_events": round(sf_calls * 1000 / size.events, 2),
         # extra figures
-        "streaming_available": streaming,
+        "streaming_available": listening,
         "p95_polling_over_streaming": round(polling_p95 / stream_p95, 1)
         if stream_p95 and polling_p95
         else None,
@@ -484,6 +480,12 @@ def main(argv: list[str] | None = None) -> int:
         if fixed
         else None,
         "events_wall_s": round(field_wall, 1),
+        "events_drain_s": round(field.drain_s, 3),
+        **{
+            f"events_{k.replace('agent/', 'agent_')}_requests": dispatch_after.get(k, 0)
+            - dispatch_before.get(k, 0)
+            for k in ("agent/out", "agent/ack")
+        },
         "events_quiet_after": quiet,
         "sf_calls": sf_calls,
         "sf_calls_by_kind": ",".join(f"{k}={v}" for k, v in sorted(calls.items())),
