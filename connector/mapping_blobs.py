@@ -2,7 +2,8 @@
 
 Why apart from build_records: building records runs for every changed row and must stay pure and fast; a
 download is I/O that can fail or be too big, and then only that record's change is refused (the caller
-reports it like any other refusal), nothing else of the cycle. The markers are built by
+reports it like any other refusal), nothing else of the cycle. A retriable failure (Salesforce down) is not a
+refusal: it propagates, so the cycle is retried rather than the change dropped. The markers are built by
 connector.mapping_values (`{"$blob": <ContentVersion id>, "max_bytes", "at", "field"}`).
 """
 
@@ -48,6 +49,10 @@ def _download(fetch: Fetch, marker: dict[str, Any]) -> str:
     try:
         body = fetch(version_id)
     except ConnectorError as exc:
+        if exc.retriable:
+            # An outage is not the record's fault: the cycle stops before its commit, its watermark stays,
+            # and the next cycle downloads again (a refusal would hold the change until the next edit).
+            raise
         raise BlobRefused(f"cannot download {where}: {exc}") from None
     if len(body) > limit:
         raise BlobRefused(f"{where} is {len(body)} bytes, over its max_bytes of {limit}")

@@ -7,8 +7,8 @@ import base64
 
 import pytest
 
-from connector.crm import CrmNotFound
-from connector.mapping_blobs import BlobRefused, resolve_blobs
+from connector.crm import CrmError, CrmNotFound, CrmUnavailable
+from connector.mapping_blobs import BlobRefused, is_marker, resolve_blobs
 from connector.mapping_values import BLOB_MARKER
 
 
@@ -59,3 +59,14 @@ def test_file_over_max_bytes_is_refused() -> None:
         BlobRefused, match=r"^file 068Y \(from Photo__c\) for attachment.file is 4 bytes, over"
     ):
         resolve_blobs(records, lambda _id: b"abcd")
+
+
+def test_an_outage_is_not_a_refusal_it_propagates_for_the_cycle_to_retry() -> None:
+    def fetch(version_id: str) -> bytes:
+        raise CrmUnavailable(f"Salesforce unavailable reading {version_id}")
+
+    records = [{"record_type": "attachment", "record": {"external_id": "a", "file": marker("068Z")}}]
+    with pytest.raises(CrmError, match="unavailable") as info:
+        resolve_blobs(records, fetch)
+    assert not isinstance(info.value, BlobRefused)
+    assert is_marker(records[0]["record"]["file"])  # nothing half-resolved
