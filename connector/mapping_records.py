@@ -58,7 +58,7 @@ class ValueSpec(StrictModel):
     max_bytes: int = Field(DEFAULT_BLOB_BYTES, gt=0)
     map: dict[str, Any] | None = None
     default: Any = None
-    format: Literal["string", "datetime", "date", "int", "float", "bool", "json"] | None = None
+    format: Literal["string", "datetime", "datetime_z", "date", "int", "float", "bool", "json"] | None = None
     when: ConditionSpec | None = None
     split: str | None = None
     wrap: str | None = None

@@ -103,6 +103,12 @@ def _iso_datetime(value: Any) -> str:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
+def _iso_datetime_z(value: Any) -> str:
+    """`2019-10-21T08:30:00Z`: the form the playbook's calendar events insist on ("The date format must adhere
+    to what is shown in this example")."""
+    return _iso_datetime(value).replace("+00:00", "Z")
+
+
 def _iso_date(value: Any) -> str:
     return (value if isinstance(value, date) else date.fromisoformat(str(value)[:10])).isoformat()
 
@@ -113,6 +119,7 @@ _FORMATTERS: dict[str, Callable[[Any], Any]] = {
     "float": float,
     "bool": bool,
     "datetime": _iso_datetime,
+    "datetime_z": _iso_datetime_z,
     "date": _iso_date,
 }
 

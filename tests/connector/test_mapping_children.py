@@ -417,3 +417,10 @@ def test_each_record_condition_may_read_the_parent_and_files_in_lists_are_found(
     row["WorkOrderLineItems"][0]["Photo__c"] = "068L"
     lines_built = by_type(build_records(spec, row))["billing_document"][0]["record"]["lines"]
     assert lines_built[0]["photo"][BLOB_MARKER] == "068L" and "photo" not in lines_built[1]
+
+
+def test_datetime_z_writes_the_calendar_events_form() -> None:
+    from connector.mapping_values import _FORMATTERS
+
+    assert _FORMATTERS["datetime_z"]("2019-10-21T10:30:00+02:00") == "2019-10-21T08:30:00Z"
+    assert _FORMATTERS["datetime"]("2019-10-21T10:30:00+02:00") == "2019-10-21T08:30:00+00:00"

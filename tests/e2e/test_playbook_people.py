@@ -157,7 +157,7 @@ def test_calendar_event(published: Playbook) -> None:
     lunch = published.find("Event", Subject="Lunch")
     assert published.held("calendar_event", lunch, sent=("external_user_id",)) == {
         "external_id": lunch,
-        "start_time": "2026-12-01T12:30:00+00:00",
+        "start_time": "2026-12-01T12:30:00Z",  # the sample's form, which the playbook insists on
         "duration": 3600,  # seconds
         "title": "Lunch",
         "description": "Lunch time",
