@@ -66,6 +66,11 @@ def _publish(ctx: SyncContext) -> str:
     return f"read {r.read}, changed {r.changed}, refused {r.refused}, requests {r.requests_sent}"
 
 
+def _resend_pending(ctx: SyncContext) -> str:
+    r = publish_changes(ctx, only={})  # no object named: sends what is pending, reads nothing
+    return f"re-sent pending batches: requests {r.requests_sent}, errors {len(r.send_errors)}"
+
+
 def _poll(ctx: SyncContext) -> str:
     r = drain_pull_channels(ctx, on_stored=cadence.wake_processor)
     cadence.after_poll(ctx, r)
@@ -149,14 +154,17 @@ class Daemon:
         """One run of one job; never raises (the scheduler would only log it less helpfully)."""
         if self.stopping.is_set():
             return
+        job = JOBS[name]
         if name == "publish" and self.listener is not None and not self.listener.cycle_due():
-            return  # change events stream: the cycle is a safety net every STREAM_PUBLISH_INTERVAL_S
+            # Change events stream: the reading cycle is a safety net every STREAM_PUBLISH_INTERVAL_S, but a
+            # batch a failed send left pending still goes again every PUBLISH_INTERVAL_S.
+            job = _resend_pending
         assert self.metrics is not None
         self.health.started(name)
         try:
             # A started daemon's jobs wake each other (sync.service.cadence); `run --once` runs them as asked.
             with waking_through(self.wake if self.runners else None):
-                summary = JOBS[name](self.ctx)
+                summary = job(self.ctx)
         except LockHeld as exc:
             self.health.finished(name, "skipped", summary=str(exc))
             self.metrics.job_runs.labels(job=name, result="skipped").inc()

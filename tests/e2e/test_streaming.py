@@ -253,3 +253,24 @@ def test_the_daemon_streams_when_on(live: Live, tmp_path: Path) -> None:
     finally:
         daemon.stop()
     assert listener.state == "stopped"
+
+
+def test_a_batch_left_pending_by_an_outage_is_resent_on_the_publish_interval_while_streaming(
+    live: Live,
+) -> None:
+    listener = live.listener()
+    listener.step()
+    assert listener.state == "streaming" and not listener.cycle_due()
+    live.h.dispatch.faults.set("agent/in", error_rate=1.0, error_status=503)
+    wo = live.h.work_order(Subject="Sent during an outage")
+    live.pump(listener, lambda: listener.health()["buffered_events"] >= 1)
+    live.settle(listener)
+    assert wo not in live.jobs()  # the send failed: its batch waits in the outbox
+    live.h.dispatch.faults.clear()
+    daemon = Daemon(live.h.ctx, role="publisher")
+    daemon.listener = listener  # streaming, and the safety-net cycle is not due
+    queries = live.h.sf.counts["query"]  # query and queryAll alike
+    daemon.run_job("publish")
+    assert live.jobs()[wo]["title"] == "Sent during an outage"
+    assert live.h.sf.counts["query"] == queries  # nothing read
+    assert "re-sent pending batches: requests 1" in str(daemon.health.snapshot()["publish"].last_summary)
