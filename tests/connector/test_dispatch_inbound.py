@@ -19,7 +19,6 @@ from tests.connector.dispatch_helpers import (
     puts,
 )
 
-
 # Jobs name existing organizations: the playbook's "contractor_2" of a reassignment exists in Dispatch.
 ORG_2 = ("organization", {"external_id": "org-2", "name": "Other provider", "phone_number": "(555)010-0353"})
 
