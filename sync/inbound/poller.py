@@ -57,32 +57,47 @@ class StoreTurns:
     """In one process, a page the poller stores goes before the processor's next message.
 
     Both write the store, and SQLite has one writer at a time: a writer that finds the lock taken sleeps
-    and retries (1, 2, 5 ... 100 ms), while a processor applying one message per transaction takes it again
-    at once. Measured in bench/poller.py with the stages overlapped, storing a page of 10 then took ~55 ms
-    instead of ~5 ms and the drain fell from 400 to 110 events/s. The processor waits here between
-    messages while a page is being stored (at most `wait_s`, so it is never held up for long); across
-    processes (the poller and processor roles apart) SQLite's own retries remain."""
+    and retries (1, 2, 5 ... 100 ms), while a processor applying messages takes it again at once. Measured
+    in bench/poller.py with the stages overlapped, storing a page of 10 then took ~55 ms instead of ~5 ms
+    and the drain fell from 400 to 110 events/s. So, within this process: the poller says it wants to store
+    (`storing`) and waits on a condition, not on SQLite's retries, until the processor's transaction in hand
+    has committed; the processor ends its group at the next message while the poller waits (`wanted`) and
+    starts no transaction while a page is being stored (`applying`, at most `wait_s`, so it is never held up
+    for long). Across processes (the poller and processor roles apart) SQLite's own retries remain."""
 
     def __init__(self, wait_s: float = 0.5) -> None:
         self._cond = threading.Condition()
         self._storing = 0
+        self._applying = 0
         self.wait_s = wait_s
 
     @contextmanager
     def storing(self) -> Iterator[None]:
         with self._cond:
             self._storing += 1
+            self._cond.wait_for(lambda: not self._applying, self.wait_s)
         try:
             yield
         finally:
             with self._cond:
                 self._storing -= 1
-                if not self._storing:
-                    self._cond.notify_all()
+                self._cond.notify_all()
 
-    def wait_for_store(self) -> None:
+    @contextmanager
+    def applying(self) -> Iterator[None]:
         with self._cond:
             self._cond.wait_for(lambda: not self._storing, self.wait_s)
+            self._applying += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._applying -= 1
+                self._cond.notify_all()
+
+    def wanted(self) -> bool:
+        """True while the poller waits to store a page: the processor should commit what it has."""
+        return self._storing > 0
 
 
 STORE_TURNS = StoreTurns()

@@ -12,6 +12,7 @@ message ID.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from sync.inbound.event_context import EventContext
 from sync.inbound.events import apply_report
 from sync.inbound.poller import STORE_TURNS
 from sync.outbound.ack_groups import apply_acks, is_plain_ack
-from sync.store.db import chunked, session_scope
+from sync.store.db import session_scope
 from sync.store.dbtypes import utcnow
 from sync.store.locks import HOLDER
 from sync.store.models import InboxMessage
@@ -109,16 +110,22 @@ GROUP = 20
 
 
 def _process_ids(ctx: SyncContext, message_ids: list[str], report: ProcessReport) -> None:
-    for group in chunked(message_ids, GROUP):
-        STORE_TURNS.wait_for_store()  # a page being stored (the poller, this process) goes first
+    todo = list(message_ids)
+    while todo:
+        group = todo[:GROUP]
         if len(group) > 1:
             try:
-                report.processed += process_group(ctx, group)
+                with STORE_TURNS.applying():  # a page being stored (the poller, this process) goes first
+                    consumed, applied = process_group(ctx, group, stop=STORE_TURNS.wanted)
+                report.processed += applied
+                todo = todo[consumed:]
                 continue
             except Exception:  # one of them fails: find which, one transaction each
                 pass
         for message_id in group:
-            _process_one(ctx, message_id, report)
+            with STORE_TURNS.applying():
+                _process_one(ctx, message_id, report)
+        todo = todo[len(group) :]
 
 
 def _process_one(ctx: SyncContext, message_id: str, report: ProcessReport) -> None:
@@ -163,17 +170,25 @@ def process_message(ctx: SyncContext, message_id: str) -> bool:
         return _apply(ctx, session, message_id)
 
 
-def process_group(ctx: SyncContext, message_ids: list[str]) -> int:
-    """Apply messages in order in one transaction (all or none); returns how many were still to apply.
+def process_group(
+    ctx: SyncContext, message_ids: list[str], *, stop: Callable[[], bool] | None = None
+) -> tuple[int, int]:
+    """Apply messages in order in one transaction (all or none); returns how many it went through and how
+    many of those were still to apply. `stop` ends the group early, after a message (the poller waits).
 
     Consecutive messages that are plain acks are confirmed together (sync.outbound.ack_groups), before
     the next message of another kind is applied, so the order of effects is the messages' order."""
     acks: list[tuple[RecordResult, str]] = []
+    consumed = applied = 0
     with session_scope(ctx.engine) as session:
-        applied = sum(_apply(ctx, session, message_id, acks) for message_id in message_ids)
+        for message_id in message_ids:
+            applied += _apply(ctx, session, message_id, acks)
+            consumed += 1
+            if stop is not None and stop():
+                break
         if acks:
             apply_acks(session, ctx.mapping, acks)
-    return applied
+    return consumed, applied
 
 
 def _apply(

@@ -171,32 +171,56 @@ def flush_wait_s(
     name `batch_size` records (a full call), when none arrived for `settle_s` (the burst is over), or when
     the oldest has waited `max_wait_s` (a steady trickle still lands within that bound). One query."""
     now = now or utcnow()
+    records, oldest, newest = _due_summary(engine, now)
+    if not records or records >= batch_size or oldest is None or newest is None:
+        return 0.0
+    quiet_in = settle_s - (now - newest).total_seconds()
+    overdue_in = max_wait_s - (now - oldest).total_seconds()
+    return max(0.0, min(quiet_in, overdue_in))
+
+
+_DUE_SUMMARY_SQLITE = (
+    "SELECT count(DISTINCT coalesce(crm_id, external_id)), min(created_at), max(created_at) FROM write_back "
+    "WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+)
+
+
+def _due_summary(engine: Engine, now: datetime) -> tuple[int, datetime | None, datetime | None]:
+    """(records, oldest row, newest row) of the due pending write-backs."""
+    if engine.dialect.name == "sqlite":
+        # Outside a transaction: every transaction of the engine starts BEGIN IMMEDIATE (the write lock), and
+        # this runs at every wake-up, beside the poller and processor writing. In WAL mode a statement
+        # outside a transaction reads a snapshot and takes no lock. Timestamps as SQLAlchemy stores them.
+        stamp = now.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            count, oldest, newest = cursor.execute(_DUE_SUMMARY_SQLITE, (stamp,)).fetchone()
+            cursor.close()
+        finally:
+            raw.close()
+        return int(count or 0), _parsed(oldest), _parsed(newest)
     w = WRITE_BACKS.c
-    records, oldest, newest = _read_one(
-        engine,
+    query = (
         core_select(
             func.count(func.distinct(func.coalesce(w.crm_id, w.external_id))),
             func.min(w.created_at),
             func.max(w.created_at),
         )
         .where(w.status == "pending")
-        .where(or_(w.next_attempt_at.is_(None), w.next_attempt_at <= now)),
+        .where(or_(w.next_attempt_at.is_(None), w.next_attempt_at <= now))
     )
-    if not records or records >= batch_size or oldest is None or newest is None:
-        return 0.0
-    quiet_in = settle_s - (now - _aware(newest)).total_seconds()
-    overdue_in = max_wait_s - (now - _aware(oldest)).total_seconds()
-    return max(0.0, min(quiet_in, overdue_in))
-
-
-def _read_one(engine: Engine, query: Any) -> tuple[Any, ...]:
     with engine.connect() as connection:
-        return tuple(connection.execute(query).one())
+        count, oldest, newest = connection.execute(query).one()
+    return int(count or 0), _aware(oldest), _aware(newest)
 
 
-def _aware(stamp: datetime) -> datetime:
-    """SQLite hands back naive datetimes (stored as UTC)."""
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+def _parsed(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _aware(stamp: datetime | None) -> datetime | None:
+    return stamp if stamp is None or stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def _flush_round(

@@ -174,15 +174,37 @@ def test_processor_wakes_the_flush_and_itself_when_its_batch_was_full() -> None:
     assert asked == ["writeback", "writeback", "process"]
 
 
+def apply(turns: StoreTurns, passed: threading.Event) -> None:
+    with turns.applying():
+        passed.set()
+
+
 def test_store_turns_hold_the_processor_while_a_page_is_stored() -> None:
     turns = StoreTurns(wait_s=WAIT)
     passed = threading.Event()
     with turns.storing():
-        waiter = threading.Thread(target=lambda: (turns.wait_for_store(), passed.set()))
+        assert turns.wanted()  # a processor in a group commits what it has
+        waiter = threading.Thread(target=lambda: apply(turns, passed))
         waiter.start()
         assert not passed.wait(0.05)  # still storing: the processor waits (a short look, not a timing)
     waiter.join(WAIT)
-    assert passed.is_set()
+    assert passed.is_set() and not turns.wanted()
+
+
+def test_the_poller_waits_for_the_transaction_in_hand() -> None:
+    turns = StoreTurns(wait_s=WAIT)
+    stored = threading.Event()
+
+    def store() -> None:
+        with turns.storing():
+            stored.set()
+
+    with turns.applying():
+        poller = threading.Thread(target=store)
+        poller.start()
+        assert not stored.wait(0.05)  # the processor's transaction is still open
+    poller.join(WAIT)
+    assert stored.is_set()
 
 
 # --- the write-back flush's settle rule ------------------------------------------------------------------
