@@ -2,11 +2,14 @@
 retention on their intervals, and serves /healthz, /readyz, /metrics, the support dashboard and the back
 ends' push channels (webhooks, under /hooks/; sync.inbound.push).
 
-APScheduler 3.x runs each job with `max_instances=1` and coalesced misfires, so no job overlaps itself;
-the single-publisher and single-poller rules across processes come from `sync.store.locks`, not from
-APScheduler. A job that raises is logged, counted and retried at its next interval; it never stops the
-daemon. SIGTERM and SIGINT stop the scheduler after the unit of work in hand (each job works in small
-committed units), then exit 0.
+Each job runs on a thread of its own when asked (sync.service.wakeups): by its interval's tick (APScheduler
+3.x, `max_instances=1`, coalesced misfires) or by another job with work for it (sync.service.cadence: a
+stored message wakes the processor, an applied one the write-back flush), so no job overlaps itself and
+the intervals are the idle cadence (docs/engine.md, "Wake-ups"). A wake-up stays in its process: roles
+run apart keep their intervals. The single-publisher and single-poller rules across processes come from
+`sync.store.locks`, not from APScheduler. A job that raises is logged, counted and retried at its next
+interval; it never stops the daemon. SIGTERM and SIGINT stop the scheduler after the unit of work in
+hand (each job works in small committed units), then exit 0.
 """
 
 from __future__ import annotations
