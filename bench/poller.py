@@ -108,9 +108,8 @@ def poller_rig(contacts: int) -> Iterator[_harness.RemoteRig]:
             mapping = _harness.workorder_only_mapping(folder)
             ctx = _harness.make_context(folder, sf.base_url, sf.session(), info["dispatch_url"], mapping)
             dispatch = _harness._RemoteDispatch(host, info)
-            r = _harness.RemoteRig(
-                sf, dispatch, ctx, _harness._RemoteClock(host), info["provider_id"], [], folder
-            )  # type: ignore[arg-type]
+            clock = _harness._RemoteClock(host)
+            r = _harness.RemoteRig(sf, dispatch, ctx, clock, info["provider_id"], [], folder)  # type: ignore[arg-type]
             r.host = host
             try:
                 yield r

@@ -117,7 +117,12 @@ def test_never_two_runs_at_once(runners: list[JobRunner]) -> None:
             inside -= 1
 
     runner = started(runners, job)
-    wakers = [threading.Thread(target=lambda: [runner.wake() for _ in range(200)]) for _ in range(4)]
+
+    def wake_often() -> None:
+        for _ in range(200):
+            runner.wake()
+
+    wakers = [threading.Thread(target=wake_often) for _ in range(4)]
     for thread in wakers:
         thread.start()
     for thread in wakers:
