@@ -221,7 +221,31 @@ class EmulatorHost:
         self.sf = SalesforceEmulator(FIXTURE, clock=self.clock).__enter__()
         self.dispatch = DispatchEmulator(PUBLIC_KEY, SECRET, clock=self.clock.timestamp).__enter__()
         self.provider_id, self.contact_ids = seed_org(self.sf, contacts)
+        self.applied: list[tuple[Any, str, dict[str, Any], str]] | None = None
+        self._log_applied()
         _freeze_heap()
+
+    def _log_applied(self) -> None:
+        """While `applied` is a list, every record Dispatch applies is added to it in Dispatch's own order
+        (one worker applies requests in the order received): (message id, record type, record, ack|err)."""
+        apply = self.dispatch.store.apply
+
+        def logged(item: Any, msg_id: Any) -> Any:
+            event = apply(item, msg_id)
+            if self.applied is not None:
+                self.applied.append((msg_id, item.record_type, item.record, event[0]))
+            return event
+
+        self.dispatch.store.apply = logged  # type: ignore[method-assign]
+
+    def dispatch_log_start(self) -> None:
+        self.applied = []
+
+    def dispatch_log_take(self) -> list[tuple[Any, str, dict[str, Any], str]]:
+        """The records applied since dispatch_log_start (after waiting for Dispatch to be idle); stops it."""
+        self.dispatch.wait_idle(1800)
+        taken, self.applied = self.applied or [], None
+        return taken
 
     def info(self) -> dict[str, Any]:
         return {
@@ -238,6 +262,14 @@ class EmulatorHost:
 
     def sf_insert(self, object_name: str, values: dict[str, Any]) -> str:
         return self.sf.insert(object_name, values)
+
+    def sf_insert_many(self, object_name: str, rows: list[dict[str, Any]]) -> list[str]:
+        ids = self.sf.insert_many(object_name, rows)
+        _freeze_heap()
+        return ids
+
+    def sf_define_object(self, name: str, fields: dict[str, Any], key_prefix: str | None = None) -> None:
+        self.sf.define_object(name, fields, key_prefix)
 
     def sf_update(self, object_name: str, record_id: str, values: dict[str, Any]) -> None:
         self.sf.update(object_name, record_id, values)
