@@ -58,7 +58,8 @@ sys.path.insert(0, str(_HERE.parent))
 from connector.crm import format_soql
 from connector.dispatch_connect.canonical import RECORD_TYPES
 from connector.mapping import build_records, load_mapping, soql_select
-from sync.outbound.publisher import PublishReport, publish_changes
+from sync.outbound.outbox import PublishReport
+from sync.outbound.publisher import publish_changes
 from sync.writeback.queue import flush_writebacks
 from tests import bench_rig as _harness
 
