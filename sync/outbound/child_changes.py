@@ -20,7 +20,7 @@ from sqlmodel import Session
 from connector.mapping import ObjectSpec
 from sync.context import SyncContext
 from sync.outbound.tracked import load_hashes
-from sync.store.db import chunked, session_scope
+from sync.store.db import chunked
 from sync.store.models import Watermark
 
 Rows = Iterator[dict[str, Any]]
@@ -45,7 +45,8 @@ def with_changed_parents(
     since = window_start(ctx, session, name, spec, full)
     if since is None:
         return rows
-    return _then_parents(ctx, name, spec, since, rows, read_by_id)
+    published = _published(session, name, changed_parent_ids(ctx.crm, spec, since))
+    return _then_parents(ctx, name, spec, published, rows, read_by_id)
 
 
 def window_start(
@@ -65,7 +66,7 @@ def _then_parents(
     ctx: SyncContext,
     name: str,
     spec: ObjectSpec,
-    since: datetime,
+    parents: list[str],
     rows: Iterable[dict[str, Any]],
     read_by_id: ReadById,
 ) -> Rows:
@@ -73,8 +74,7 @@ def _then_parents(
     for row in rows:
         seen.add(str(row["Id"]))
         yield row
-    ids = [crm_id for crm_id in changed_parent_ids(ctx.crm, spec, since) if crm_id not in seen]
-    published = _published(ctx, name, ids)
+    published = [crm_id for crm_id in parents if crm_id not in seen]
     if published:
         yield from read_by_id(ctx, name, spec, published)
 
@@ -92,14 +92,13 @@ def changed_parent_ids(crm: Any, spec: ObjectSpec, since: datetime) -> list[str]
     return list(parents)
 
 
-def _published(ctx: SyncContext, name: str, ids: list[str]) -> list[str]:
+def _published(session: Session, name: str, ids: list[str]) -> list[str]:
     """The ids the store knows as published and flagged: a child change of any other parent sends nothing
     (a parent flagged since is read by its own query, its flag being a change of its own)."""
     if not ids:
         return []
     flagged: list[str] = []
-    with session_scope(ctx.engine) as session:
-        for chunk in chunked(ids, 500):
-            known = load_hashes(session, name, chunk)
-            flagged.extend(crm_id for crm_id in chunk if crm_id in known and known[crm_id][1])
+    for chunk in chunked(ids, 500):
+        known = load_hashes(session, name, chunk)
+        flagged.extend(crm_id for crm_id in chunk if crm_id in known and known[crm_id][1])
     return flagged
