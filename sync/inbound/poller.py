@@ -16,16 +16,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlmodel import col, select
+from sqlalchemy import update
 
 from connector.errors import ConnectorError
 from connector.ports import Delivery, PullChannel
 from sync.context import SyncContext
 from sync.inbound.inbox import store_delivery
-from sync.store.db import session_scope
+from sync.store.db import IN_CLAUSE_CHUNK, chunked, session_scope
 from sync.store.dbtypes import utcnow
 from sync.store.locks import single_instance
-from sync.store.models import InboxMessage
+from sync.store.models import InboxMessage, table_of
 from sync.store.synclog import error_words, write_log
 
 MAX_PAGES_PER_DRAIN = 1000
@@ -244,14 +244,16 @@ def _ack(channel: PullChannel, message: Delivery, report: PollReport) -> str | N
 
 
 def _mark_acked(ctx: SyncContext, message_ids: list[str]) -> None:
-    """Record ack times in one transaction (bookkeeping for support; correctness does not depend on it)."""
+    """Record ack times in one transaction (bookkeeping for support; correctness does not depend on it).
+    An UPDATE per chunk: loading a long drain's rows (payloads and all) held the write lock for long."""
     if not message_ids:
         return
     now = utcnow()
+    inbox = table_of(InboxMessage)
     with session_scope(ctx.engine) as session:
-        for row in session.exec(
-            select(InboxMessage).where(col(InboxMessage.message_id).in_(message_ids))
-        ).all():
-            if row.acked_at is None:
-                row.acked_at = now
-                session.add(row)
+        for chunk in chunked(message_ids, IN_CLAUSE_CHUNK):
+            session.execute(
+                update(inbox)
+                .where(inbox.c.message_id.in_(chunk), inbox.c.acked_at.is_(None))
+                .values(acked_at=now)
+            )
