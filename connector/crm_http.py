@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -51,8 +51,9 @@ def server_time_of(response: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def refused(exc: requests.RequestException) -> bool:
-    """True when the connection was never established, so the request cannot have run."""
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception it wraps (cause, context, urllib3's `reason`, exceptions among its args),
+    each once: requests and urllib3 bury the real cause several layers down."""
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
     while stack:
@@ -60,11 +61,17 @@ def refused(exc: requests.RequestException) -> bool:
         if id(err) in seen:
             continue
         seen.add(id(err))
-        if isinstance(err, ConnectionRefusedError) or type(err).__name__ == "NewConnectionError":
-            return True
+        yield err
         linked = (err.__cause__, err.__context__, getattr(err, "reason", None), *err.args)
         stack.extend(x for x in linked if isinstance(x, BaseException))
-    return False
+
+
+def refused(exc: requests.RequestException) -> bool:
+    """True when the connection was never established, so the request cannot have run."""
+    return any(
+        isinstance(err, ConnectionRefusedError) or type(err).__name__ == "NewConnectionError"
+        for err in exception_chain(exc)
+    )
 
 
 def first_error(content: Any) -> tuple[str | None, str]:

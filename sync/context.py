@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from sqlalchemy import Engine
 
+from connector.crm_http import exception_chain
 from connector.mapping import MappingConfig, load_mapping
 from connector.ports import Backend, Delivery, Report, SessionHook
 from sync.errors import SettingsError
@@ -161,17 +162,9 @@ class _TrustCheckedSession(requests.Session):
 def _verify_failure(exc: BaseException) -> str | None:
     """The reason a certificate was refused, found in the chain requests and urllib3 wrap it in; None when
     the TLS error is something else (a handshake cut short, a protocol mismatch)."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        err = stack.pop()
-        if id(err) in seen:
-            continue
-        seen.add(id(err))
+    for err in exception_chain(exc):
         if isinstance(err, ssl.SSLCertVerificationError):
             return str(err.verify_message or "certificate verify failed")
-        linked = (err.__cause__, err.__context__, getattr(err, "reason", None), *err.args)
-        stack.extend(x for x in linked if isinstance(x, BaseException))
     return None
 
 
