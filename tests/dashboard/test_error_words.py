@@ -71,6 +71,7 @@ def test_a_failed_message_keeps_the_cause_in_words(harness: Harness, monkeypatch
         raise exc
 
     monkeypatch.setattr(processor, "apply_report", broken)
+    monkeypatch.setattr(processor, "apply_acks", broken)  # acks in a row are confirmed together
     assert process_inbox(harness.ctx).failed >= 1
     with Session(harness.ctx.engine) as session:
         errors = {m.last_error for m in session.exec(select(InboxMessage)).all() if m.last_error}
