@@ -17,9 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 from connector.errors import ConnectorError
 from connector.ports import Delivery, PullChannel
+from connector.text import storable
 from sync.context import SyncContext
 from sync.inbound.inbox import store_delivery
 from sync.store.db import IN_CLAUSE_CHUNK, chunked, session_scope
@@ -179,7 +181,10 @@ def _store_page(
     if not page:
         return []
     try:
-        with session_scope(ctx.engine) as session:
+        with session_scope(ctx.engine) as session, session.no_autoflush:
+            # The page's stored rows in one query, and one flush at the commit: looked up one by one, each
+            # lookup first flushed the message before it (~1 ms a message, a third of the drain's CPU).
+            _load_stored(session, [storable(message.id) for message in page])
             fresh = []
             for message in page:
                 if before_store:
@@ -190,6 +195,12 @@ def _store_page(
     for message, new in zip(page, fresh, strict=True):
         _count_stored(report, message, new)
     return page
+
+
+def _load_stored(session: Session, message_ids: list[str]) -> None:
+    """Bring the rows of these ids that are stored already into the session (a redelivery's lookup then
+    finds it there)."""
+    session.exec(select(InboxMessage).where(col(InboxMessage.message_id).in_(message_ids))).all()
 
 
 def _store_one(

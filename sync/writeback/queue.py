@@ -32,7 +32,7 @@ FLUSH_CONCURRENCY = 3  # Collections calls in flight at once (settings: writebac
 # A flush asked for as soon as there is work (the daemon's wake-ups) waits until the queue has been quiet
 # this long, has a full Collection, or its oldest row has waited FLUSH_MAX_WAIT_S: a burst of field events
 # becomes calls of 200 records, not one call per processed message (docs/engine.md, "Wake-ups").
-FLUSH_SETTLE_S = 0.3
+FLUSH_SETTLE_S = 0.2
 FLUSH_MAX_WAIT_S = 1.2
 
 __all__ = [
