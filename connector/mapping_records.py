@@ -27,6 +27,12 @@ from connector.mapping_values import reader as path_reader
 from connector.mapping_writes import StrictModel
 
 PARENT = "$parent."
+#: Top-level keys of the canonical item a record's `envelope` may not set, and the mapping key that does.
+ENVELOPE_OWN_KEYS = {
+    "header": "`header` and `version`",
+    "record": "`fields`",
+    "attachment": "`attachment: {blob: ...}`",
+}
 DEFAULT_BLOB_BYTES = 25 * 1024 * 1024
 
 
@@ -120,7 +126,8 @@ class RecordSpec(StrictModel):
 
     `each: <child relationship>` builds one record per child row instead (paths read the child row,
     `$parent.<path>` the parent's). `version`, `header` and `attachment` fill the envelope next to the
-    record; `id_field` names the key that carries the identity (`none`: not sent, kept as `identity`)."""
+    record, `envelope` any other top-level key (an offer's `ui_options`); `id_field` names the key that
+    carries the identity (`none`: not sent, kept as `identity`)."""
 
     type: str
     external_id: ValueSpec
@@ -130,6 +137,7 @@ class RecordSpec(StrictModel):
     version: str | None = None
     header: dict[str, ValueSpec] = Field(default_factory=dict)
     attachment: ValueSpec | None = None
+    envelope: dict[str, ValueSpec] = Field(default_factory=dict)
     id_field: str = "external_id"
 
     @cached_property
@@ -150,6 +158,12 @@ class RecordSpec(StrictModel):
         return FieldsPlan(self.header, f"{self.type}.header.", optional_map=True) if self.header else None
 
     @cached_property
+    def envelope_plan(self) -> FieldsPlan | None:
+        return (
+            FieldsPlan(self.envelope, f"{self.type}.envelope.", optional_map=True) if self.envelope else None
+        )
+
+    @cached_property
     def attachment_resolver(self) -> Resolver | None:
         return compile_value(self.attachment, f"{self.type}.attachment") if self.attachment else None
 
@@ -166,10 +180,23 @@ class RecordSpec(StrictModel):
     def _value(cls, value: Any) -> Any:
         return _coerce_value_spec(value)
 
-    @field_validator("fields", "header", mode="before")
+    @field_validator("fields", "header", "envelope", mode="before")
     @classmethod
     def _fields(cls, value: Any) -> Any:
         return _coerce_fields(value)
+
+    @field_validator("envelope")
+    @classmethod
+    def _envelope_keys(cls, value: dict[str, ValueSpec]) -> dict[str, ValueSpec]:
+        for path in value:
+            top = path.split(".", 1)[0]
+            if top in ENVELOPE_OWN_KEYS:
+                raise ValueError(
+                    f"envelope key {path!r}: {top!r} is the envelope's own key (use {ENVELOPE_OWN_KEYS[top]})"
+                )
+            if not top or top.isdigit():
+                raise ValueError(f"envelope key {path!r}: a top-level key must be a name, not {top!r}")
+        return value
 
     @model_validator(mode="after")
     def _attachment_is_a_file(self) -> RecordSpec:
@@ -188,6 +215,8 @@ class RecordSpec(StrictModel):
             yield f"header.{path}", value
         if self.attachment is not None:
             yield "attachment", self.attachment
+        for path, value in self.envelope.items():
+            yield f"envelope.{path}", value
 
 
 def known_record_types() -> set[str]:
@@ -215,8 +244,8 @@ def record_identity(built: Mapping[str, Any]) -> str:
 
 def build_records(specs: list[RecordSpec], row: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Canonical records for one CRM row, in the mapping's (dependency) order, as
-    `{"record_type": ..., "record": {...}}` (+ `version`, `header`, `attachment`, `identity` when the mapping
-    says so). Empty values are left out: Dispatch treats absent as unchanged."""
+    `{"record_type": ..., "record": {...}}` (+ `version`, `header`, `attachment`, `envelope`, `identity` when
+    the mapping says so). Empty values are left out: Dispatch treats absent as unchanged."""
     refs: dict[str, str] = {}
     built: list[dict[str, Any]] = []
     for spec in specs:
@@ -242,7 +271,12 @@ def _builder(spec: RecordSpec) -> Builder:
     is empty. The envelope keys are added only by a spec that has them."""
     when, identify, plan, rtype = spec.when_reader, spec.external_id.resolver, spec.plan.build, spec.type
     id_field = spec.id_field
-    extras = spec.version is not None or spec.header_plan is not None or spec.attachment_resolver is not None
+    extras = (
+        spec.version is not None
+        or spec.header_plan is not None
+        or spec.attachment_resolver is not None
+        or spec.envelope_plan is not None
+    )
 
     def build(row: Mapping[str, Any], refs: Mapping[str, str]) -> tuple[dict[str, Any], str] | None:
         if when is not None and when(row) in (None, "", False):
@@ -278,6 +312,8 @@ def _envelope(
         built["header"] = header
     if spec.attachment_resolver is not None and (body := spec.attachment_resolver(row, refs)) is not None:
         built["attachment"] = body
+    if spec.envelope_plan is not None and (top := spec.envelope_plan.build(row, refs)):
+        built["envelope"] = top
     return built
 
 

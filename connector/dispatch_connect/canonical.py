@@ -78,6 +78,9 @@ UPSERT_TYPES = RECORD_TYPES
 
 _VERSION_RE = re.compile(r"^v\d+$")
 _RESERVED_HEADER_KEYS = ("record_type", "version")
+#: The canonical item's own top-level keys; any other (an offer's `ui_options`) is a sibling the record's
+#: `envelope` carries.
+_ITEM_KEYS = ("header", "record", "attachment")
 
 
 def default_version(record_type: str) -> str | None:
@@ -88,18 +91,22 @@ def default_version(record_type: str) -> str | None:
 @dataclass(frozen=True)
 class InboundRecord:
     """One record of an `agent/in` request, whatever encoding it arrived in. `header` holds the header's
-    keys beyond record_type and version (`action`, `admin`); `attachment` the top-level base64 body."""
+    keys beyond record_type and version (`action`, `admin`); `attachment` the top-level base64 body;
+    `siblings` any other top-level key."""
 
     record_type: str
     record: dict[str, Any]
     version: str = DEFAULT_VERSION
     header: dict[str, Any] = field(default_factory=dict)
     attachment: str | None = None
+    #: Top-level keys beside header, record and attachment (the DNM Match offer's `ui_options`).
+    siblings: dict[str, Any] = field(default_factory=dict)
 
 
 def envelope(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A built record (`{"record_type", "record", "version"?, "header"?, "attachment"?, "identity"?}`) as the
-    canonical array item. The identity only de-duplicates and matches acks: it is never sent."""
+    """A built record (`{"record_type", "record", "version"?, "header"?, "attachment"?, "envelope"?,
+    "identity"?}`) as the canonical array item; `envelope` keys become top-level keys beside header and
+    record (an offer's `ui_options`). The identity only de-duplicates and matches acks: it is never sent."""
     record_type = item.get("record_type")
     record = item.get("record")
     if not isinstance(record_type, str) or not record_type:
@@ -123,6 +130,13 @@ def envelope(item: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(attachment, str):
             raise ValueError(f"record of type {record_type!r}: 'attachment' must be base64 text")
         out["attachment"] = attachment
+    siblings = item.get("envelope") or {}
+    if not isinstance(siblings, Mapping):
+        raise ValueError(f"record of type {record_type!r}: 'envelope' must be an object")
+    for key, value in siblings.items():
+        if key in _ITEM_KEYS:
+            raise ValueError(f"record of type {record_type!r}: envelope key {key!r} is the item's own key")
+        out[key] = value
     return out
 
 
@@ -161,6 +175,7 @@ def parse_json_body(data: Any, record_type_header: str | None) -> list[InboundRe
                     version,
                     extra,
                     attachment if isinstance(attachment, str) else None,
+                    {k: v for k, v in item.items() if k not in _ITEM_KEYS},
                 )
             )
         elif record_type_header:
@@ -352,7 +367,8 @@ def to_csv(record_type: str, records: Sequence[Mapping[str, Any]], version: str 
 @dataclass(frozen=True)
 class CsvPart:
     """One `agent/in` request of a batch sent as CSV: `csv` text (one record type and version), or `json`
-    items for records CSV cannot carry (header keys such as `action: delete`)."""
+    items for records CSV cannot carry (header keys such as `action: delete`, top-level keys such as an
+    offer's `ui_options`)."""
 
     record_type: str
     csv: str | None = None
@@ -362,7 +378,8 @@ class CsvPart:
 def csv_parts(items: Sequence[Mapping[str, Any]]) -> list[CsvPart]:
     """A batch as CSV requests: each run of consecutive records of one type and version is one CSV file, so
     the batch's dependency order holds across requests. A profile picture's base64 body goes in its
-    `attachment` column (the playbook's FSM sample); a record with extra header keys goes as JSON."""
+    `attachment` column (the playbook's FSM sample); a record with extra header keys or extra top-level keys
+    (`envelope`) goes as JSON."""
     parts: list[CsvPart] = []
     run: list[dict[str, Any]] = []
     run_key: tuple[str, str | None] | None = None
@@ -376,7 +393,7 @@ def csv_parts(items: Sequence[Mapping[str, Any]]) -> list[CsvPart]:
         env = envelope(item)
         header = env["header"]
         record_type, version = header["record_type"], header.get("version")
-        if len(header) > (2 if version else 1):
+        if len(header) > (2 if version else 1) or any(key not in _ITEM_KEYS for key in env):
             close()
             run_key = None
             if parts and parts[-1].json is not None:

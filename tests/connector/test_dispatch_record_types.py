@@ -77,11 +77,49 @@ def test_extra_header_keys_and_the_attachment_are_sent_the_identity_is_not() -> 
         ({"record_type": "job", "record": {}, "header": {"version": "v9"}}, "header key 'version'"),
         ({"record_type": "job", "record": {}, "header": ["action"]}, "'header' must be an object"),
         ({"record_type": "profile_picture", "record": {}, "attachment": b"x"}, "'attachment' must be base64"),
+        ({"record_type": "offer", "record": {}, "envelope": ["ui_options"]}, "'envelope' must be an object"),
+        (
+            {"record_type": "offer", "record": {}, "envelope": {"record": {"x": 1}}},
+            "envelope key 'record' is the item's own key",
+        ),
     ],
 )
 def test_a_malformed_built_record_is_refused_with_its_reason(built: dict, problem: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=problem):
         envelope(built)
+
+
+UI_OPTIONS = {
+    "show_decline": True,
+    "accept_title": "Accept",
+    "reject_reasons": ["wrong_area|I don't service this address|true|false", "other|Other|true|true"],
+}
+
+
+def test_envelope_keys_go_beside_header_and_record() -> None:
+    built = {"record_type": "offer", "record": {"external_id": "o-1"}, "envelope": {"ui_options": UI_OPTIONS}}
+    assert envelope(built) == {
+        "header": {"record_type": "offer", "version": "v2"},
+        "record": {"external_id": "o-1"},
+        "ui_options": UI_OPTIONS,
+    }
+
+
+def test_json_body_reads_top_level_siblings() -> None:
+    body = [{"header": {"record_type": "offer"}, "record": {"external_id": "o"}, "ui_options": UI_OPTIONS}]
+    (item,) = parse_json_body(body, None)
+    assert (item.version, item.siblings, item.attachment) == ("v2", {"ui_options": UI_OPTIONS}, None)
+
+
+def test_csv_parts_send_a_record_with_envelope_keys_as_json() -> None:
+    batch = [
+        {"record_type": "offer", "record": {"external_id": "o"}, "envelope": {"ui_options": UI_OPTIONS}},
+        {"record_type": "auto_assign_org", "record": {"external_id": "o", "postal_code": "02151"}},
+    ]
+    first, second = csv_parts(batch)
+    assert first.json == [envelope(batch[0])] and first.csv is None
+    (assign,) = parse_csv_body(second.csv or "")
+    assert isinstance(assign, InboundRecord) and assign.record == batch[1]["record"]
 
 
 def test_json_body_reads_header_extras_and_attachment() -> None:

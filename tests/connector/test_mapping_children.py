@@ -1,5 +1,5 @@
 """Issue 19's mapping constructs: child relationships, each records, child lists, split/wrap, conditional
-values, JSON text, envelope keys (version, header, attachment, id_field) and file-body markers."""
+values, JSON text, envelope keys (version, header, attachment, envelope, id_field) and file-body markers."""
 
 from __future__ import annotations
 
@@ -221,6 +221,63 @@ def test_header_version_json_and_attachment_marker(spec: Any) -> None:
     assert picture["record"]["settings"] == {"tips": True}
     assert picture["attachment"][BLOB_MARKER] == "068V" and picture["attachment"]["max_bytes"] == 1000
     assert "header" not in by_type(build_records(spec, {**ROW, "Canceled__c": False}))["profile_picture"][0]
+
+
+def _with_offer(envelope: dict[str, Any]) -> dict[str, Any]:
+    data = copy.deepcopy(BASE)
+    offer = {"type": "offer", "external_id": "Id", "envelope": envelope}
+    _records(data).insert(len(_records(data)) - 1, offer)
+    return data
+
+
+def test_envelope_builds_top_level_keys_with_nested_paths_and_numbered_lists(tmp_path: Path) -> None:
+    spec = load(
+        tmp_path,
+        _with_offer(
+            {
+                "ui_options.show_decline": {"const": True},
+                "ui_options.reject_reasons.0": {"const": "wrong_area|Wrong area|true|false"},
+                "ui_options.reject_reasons.1": {"const": "other|Other|true|true"},
+                "ui_options.trades": {"field": "Trades__c", "split": ";"},
+            }
+        ),
+    )
+    (offer,) = by_type(build_records(spec, ROW))["offer"]
+    assert offer["envelope"] == {
+        "ui_options": {
+            "show_decline": True,
+            "reject_reasons": ["wrong_area|Wrong area|true|false", "other|Other|true|true"],
+            "trades": ["Plumbing", "HVAC"],
+        }
+    }
+    assert "envelope" not in by_type(build_records(spec, ROW))["job"][0]
+
+
+def test_an_envelope_whose_values_are_all_empty_adds_no_key(tmp_path: Path) -> None:
+    spec = load(tmp_path, _with_offer({"ui_options.trades": {"field": "Trades__c", "split": ";"}}))
+    (offer,) = by_type(build_records(spec, {**ROW, "Trades__c": None}))["offer"]
+    assert offer == {"record_type": "offer", "record": {"external_id": "0WO1"}}
+
+
+def test_envelope_fields_must_be_selected(tmp_path: Path) -> None:
+    with pytest.raises(MappingFileError) as info:
+        load(tmp_path, _with_offer({"ui_options.title": "Subject"}))
+    assert "records.6.envelope.ui_options.title: field 'Subject' is used but not in select" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("header.action", "envelope key 'header.action': 'header' is the envelope's own key (use `header`"),
+        ("record", "envelope key 'record': 'record' is the envelope's own key (use `fields`)"),
+        ("attachment", "'attachment' is the envelope's own key (use `attachment: {blob: ...}`)"),
+        ("0.x", "envelope key '0.x': a top-level key must be a name, not '0'"),
+    ],
+)
+def test_envelope_keys_of_the_envelope_itself_are_refused(tmp_path: Path, key: str, problem: str) -> None:
+    with pytest.raises(MappingFileError) as info:
+        load(tmp_path, _with_offer({key: {"const": 1}}))
+    assert problem in str(info.value) and "objects.WorkOrder.records.6.envelope" in str(info.value)
 
 
 def test_invalid_json_text_is_a_record_error_naming_the_field(spec: Any) -> None:

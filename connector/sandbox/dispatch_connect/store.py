@@ -35,6 +35,8 @@ def valid_phone(value: Any) -> bool:
 
 
 _T = TypeVar("_T")
+#: Types whose `ui_options` the playbook sends beside header and record (DNM Match's offer).
+SIBLING_UI_OPTIONS_TYPES = frozenset({"offer"})
 
 
 def json_copy(value: _T) -> _T:
@@ -158,7 +160,7 @@ class RecordStore:
                 if item.header.get("action") == "delete":
                     stored = self._delete(item.record_type, record)
                 else:
-                    stored = self._apply(item.record_type, record, item.attachment)
+                    stored = self._apply(item.record_type, record, item.attachment, item.siblings)
             except RecordError as exc:
                 message = f"Problem writing {item.record_type} ({exc})"
                 return ev.err(item.record_type, external_id, msg_id, message)
@@ -174,8 +176,14 @@ class RecordStore:
         return self.table(record_type).pop(key)
 
     def _apply(
-        self, record_type: str, record: dict[str, Any], attachment: str | None = None
+        self,
+        record_type: str,
+        record: dict[str, Any],
+        attachment: str | None = None,
+        siblings: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Upsert one record. An offer's sibling `ui_options` (DNM Match) is kept on the offer, where a job's
+        own `ui_options` is (the offered event reads it there); other unknown siblings are ignored."""
         natural = natural_key(record_type, record)
         key, existing = self.find(record_type, natural, record.get("id"))
         if existing is None and record.get("id") not in (None, "") and not natural:
@@ -183,6 +191,9 @@ class RecordStore:
         merged = {**(existing or {}), **record}
         if attachment is not None:
             merged["attachment"] = attachment
+        ui_options = (siblings or {}).get("ui_options")
+        if record_type in SIBLING_UI_OPTIONS_TYPES and isinstance(ui_options, dict):
+            merged["ui_options"] = json_copy(ui_options)
         self._validate(record_type, merged, existing is None)
         self.rules.check(record_type, merged, attachment)
         if record_type == "job":
