@@ -73,6 +73,10 @@ USE_CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "Quick Starts > DNM > To Dispatch > Jobs (customer)": ("WorkOrder", "customer", {}),
     "Quick Starts > DNM / FSM > To Dispatch > Jobs (job)": ("WorkOrder", "job", {}),
     "Quick Starts > FSM > To Dispatch > Users": ("ServiceResource", "user", {}),
+    "Quick Starts > FSM > To Dispatch > Users (from User)": ("User", "user", {}),
+    "Quick Starts > FSM > To Dispatch > Users (from Contact)": ("Contact", "user", {}),
+    "Quick Starts > DNM > Match > To Dispatch > Jobs (offer)": ("Case", "offer", {}),
+    "Quick Starts > DNM > Match > To Dispatch > Jobs (auto_assign_org)": ("Case", "auto_assign_org", {}),
     "Quick Starts > FSM > To Dispatch > Jobs (appointment)": ("ServiceAppointment", "appointment", {}),
     "Quick Starts > Gateway > To Dispatch > Job": ("Gateway_Job__c", "job", {}),
     "Quick Starts > Gateway > To Dispatch > Appointment": ("Gateway_Job__c", "appointment", {}),
@@ -106,6 +110,13 @@ def test_every_use_case_has_its_block(use_case: str) -> None:
     assert len(matching) == 1, f"{use_case}: {len(matching)} {record_type} records in {object_name}"
     headings = re.findall(r"# Use case: (.+?)\.(?:\s|$)", PLAYBOOK_MAPPING.read_text(encoding="utf-8"))
     assert any(use_case in heading for heading in headings), f"no '# Use case: {use_case}' comment"
+
+
+def test_the_match_offer_sends_the_samples_ui_options_beside_the_record() -> None:
+    case = load_mapping(PLAYBOOK_MAPPING).object("Case")
+    offer = next(r for r in case.records if r.type == "offer")
+    assert offer.version == "v2" and case.primary_record() is offer  # its ack confirms the Case
+    assert {path.split(".")[0] for path in offer.envelope} == {"ui_options"}
 
 
 def test_the_file_matches_the_playbook_org(playbook: Playbook) -> None:

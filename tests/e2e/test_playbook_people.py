@@ -34,6 +34,76 @@ def test_fsm_user_from_a_service_resource(published: Playbook) -> None:
     header(published, "user", version="v3")
 
 
+def test_fsm_user_from_a_user_flagged_as_technician(published: Playbook) -> None:
+    lena = published.find("User", Username="lena.park@spark.example")
+    assert published.held("user", lena) == {
+        "external_id": lena,
+        "first_name": "Lena",
+        "last_name": "Park",
+        "roles": ["dispatcher", "technician"],
+        "phone_number": "(555) 122-1915",
+        "email": "lena.park@spark.example",
+        "external_organization_id": ids(published)["spark"],  # the User's Dispatch_Organization__c
+    }
+    assert published.sf.get("User", lena)["Dispatch_Last_Synced__c"] is not None  # the user's ack
+
+
+def test_fsm_user_from_a_contact_flagged_as_technician(published: Playbook) -> None:
+    raj = published.find("Contact", LastName="Patel")
+    assert published.held("user", raj) == {
+        "external_id": raj,
+        "first_name": "Raj",
+        "last_name": "Patel",
+        "roles": ["technician"],
+        "phone_number": "(555) 122-1914",
+        "email": "raj.patel@spark.example",
+        "external_organization_id": ids(published)["spark"],  # the Contact's Account
+    }
+    assert published.sf.get("Contact", raj)["Dispatch_Last_Synced__c"] is not None
+
+
+def test_the_three_technician_sources_coexist_one_user_each(published: Playbook) -> None:
+    """ServiceResource (its User's id), User (its own id), Contact (its own id): four people, four users,
+    every one sent once with the FSM sample's header; the customer Contact (not flagged) is no user."""
+    people = {
+        published.user_of("Tom Watts"),
+        published.user_of("Ana Ruiz"),
+        published.find("User", Username="lena.park@spark.example"),
+        published.find("Contact", LastName="Patel"),
+    }
+    assert set(published.dispatch.records("user")) == people
+    assert sorted(item["record"]["external_id"] for item in published.wire("user")) == sorted(people)
+    assert ids(published)["jane"] not in published.dispatch.records("user")
+    header(published, "user", version="v3")
+
+
+def test_clearing_the_technician_checkbox_stops_publishing_the_user(playbook: Playbook) -> None:
+    lena = playbook.find("User", Username="lena.park@spark.example")
+    playbook.publish()
+    playbook.sf.update("User", lena, {"Dispatch_Technician__c": False, "MobilePhone": "(555) 122-1999"})
+    playbook.publish()
+    assert playbook.dispatch.records("user")[lena]["phone_number"] == "(555) 122-1915"
+    assert len([item for item in playbook.wire("user") if item["record"]["external_id"] == lena]) == 1
+
+
+def test_a_contact_technician_of_an_account_not_in_dispatch_is_refused(playbook: Playbook) -> None:
+    account = playbook.sf.insert("Account", {"Name": "Not a provider", "Phone": "(555) 010-0400"})
+    contact = playbook.sf.insert(
+        "Contact",
+        {
+            "Name": "Ola Berg",
+            "FirstName": "Ola",
+            "LastName": "Berg",
+            "Email": "ola@example.com",
+            "AccountId": account,
+            "Dispatch_Technician__c": True,
+        },
+    )
+    playbook.publish()
+    assert contact not in playbook.dispatch.records("user")
+    _refused(playbook, "Contact", contact, "Problem writing user", f"external_organization_id {account}")
+
+
 def test_user_trades(published: Playbook) -> None:
     tom = published.user_of("Tom Watts")
     assert published.held("trade_account_user", tom) == {
