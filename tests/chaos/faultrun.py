@@ -30,6 +30,7 @@ from sync.outbound.streaming import StreamListener
 from sync.settings import load_settings
 from sync.store.models import SyncLog
 from sync.writeback.queue import flush_writebacks
+from tests.chaos.field import FieldPlayer
 from tests.chaos.scenario import (
     PASSWORD,
     PUBLIC_KEY,
@@ -39,7 +40,6 @@ from tests.chaos.scenario import (
     USERNAME,
     Assessment,
     FakeClock,
-    FieldPlayer,
     World,
     assess,
     crm_state,

@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -33,6 +32,13 @@ from connector.sandbox.salesforce.emulator import SalesforceEmulator
 from connector.sandbox.server import Faults
 from sync.store.db import make_engine, upgrade
 from sync.store.models import InboxMessage, OutboxBatch, SyncLog, TrackedRecord, WriteBack
+from tests.chaos.field import (
+    FINAL_REASON,
+    FINAL_STATUS,
+    FieldPlayer,
+    PlayerThread,
+)
+from tests.chaos.office import OfficeThread, StreamEvidence, wait_caught_up, wait_edits
 from tests.org import PROVIDER_ACCOUNT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,9 +48,6 @@ SECRET = "5ec12e7" + "0" * 57
 USERNAME, PASSWORD, TOKEN = "integration@fieldservice.example", "demo-password", "demo-token"
 START = 1_800_000_000.0
 
-PLAIN = ("accept", "schedule", "complete")
-PAUSING = ("accept", "schedule", "pause", "complete")
-FINAL_STATUS, FINAL_REASON, PAUSE_REASON = "complete", "ready_for_billing", "waiting_for_parts"
 MILESTONE_FIELDS = {
     "accept": "Dispatch_Accepted_At__c",
     "schedule": "Dispatch_Scheduled_At__c",
@@ -154,116 +157,6 @@ def world(
             engine.dispose()
 
 
-# --- the field technician ---------------------------------------------------------------------------------
-class FieldPlayer:
-    """Plays each job's steps through the Dispatch control API once the job exists there.
-
-    Every fourth work order is paused (waiting for parts) before it is completed. Job and appointment
-    events are only ever emitted by this player (Dispatch echoes nothing but ack/err), so wrapping
-    `emit` attributes every field message ID to its work order and step.
-    """
-
-    def __init__(self, dispatch: DispatchEmulator, orders: list[str], *, min_gap_s: float = 1.5) -> None:
-        self.dispatch = dispatch
-        self.min_gap_s = min_gap_s
-        self.plan = {wo: PAUSING if i % 4 == 0 else PLAIN for i, wo in enumerate(orders)}
-        self.index = {wo: i for i, wo in enumerate(orders)}
-        self.next_step = dict.fromkeys(orders, 0)
-        self.last_at: dict[str, float] = {}
-        self.present: set[str] = set()
-        self.field_messages: dict[str, tuple[str, str]] = {}  # message ID -> (work order, step)
-        self._emitted: list[str] = []
-        self._lock = threading.Lock()
-        original = dispatch.emit
-
-        def emit(put_type: str, data: dict[str, Any], action_id: str | None = None) -> str:
-            message_id = original(put_type, data, action_id)
-            if put_type in ("job", "appointment"):
-                self._emitted.append(message_id)
-            return message_id
-
-        dispatch.emit = emit  # type: ignore[method-assign]
-
-    @property
-    def finished(self) -> bool:
-        return all(self.next_step[wo] >= len(steps) for wo, steps in self.plan.items())
-
-    def steps_left(self) -> int:
-        return sum(len(steps) - self.next_step[wo] for wo, steps in self.plan.items())
-
-    def _refresh_present(self) -> None:
-        if len(self.present) < len(self.plan):
-            jobs = self.dispatch.records("job")
-            self.present.update(wo for wo in self.plan if wo in jobs)
-
-    def play(self, wo: str) -> None:
-        step = self.plan[wo][self.next_step[wo]]
-        d, i = self.dispatch, self.index[wo]
-        before = len(self._emitted)
-        if step == "accept":
-            d.accept_job(wo)
-        elif step == "schedule":
-            day = 1 + i % 28
-            d.schedule_appointment(wo, f"2026-12-{day:02d}T09:00:00+0000", f"2026-12-{day:02d}T11:00:00+0000")
-        elif step == "pause":
-            d.pause_job(wo, PAUSE_REASON)
-        else:
-            d.complete_job(wo, FINAL_REASON)
-        for message_id in self._emitted[before:]:
-            self.field_messages[message_id] = (wo, step)
-        self.next_step[wo] += 1
-        self.last_at[wo] = d.clock()
-
-    def tick(self) -> int:
-        """Play the next step of every job that exists and whose last event is `min_gap_s` clock-seconds
-        old (distinct, ordered timestamps per job). Returns the number of steps played."""
-        with self._lock:
-            self._refresh_present()
-            now, played = self.dispatch.clock(), 0
-            for wo in sorted(self.present, key=self.index.__getitem__):
-                if (
-                    self.next_step[wo] < len(self.plan[wo])
-                    and now - self.last_at.get(wo, -1e18) >= self.min_gap_s
-                ):
-                    self.play(wo)
-                    played += 1
-            return played
-
-    def play_step_everywhere(self, step_no: int) -> int:
-        """Fault suite: step `step_no` of every job at once (all jobs must exist)."""
-        with self._lock:
-            self._refresh_present()
-            played = 0
-            for wo in self.plan:
-                if wo in self.present and self.next_step[wo] == step_no and step_no < len(self.plan[wo]):
-                    self.play(wo)
-                    played += 1
-            return played
-
-    def expected(self, wo: str) -> dict[str, Any]:
-        return {"Dispatch_Status__c": FINAL_STATUS, "Dispatch_Status_Reason__c": FINAL_REASON}
-
-
-class PlayerThread(threading.Thread):
-    def __init__(self, player: FieldPlayer, interval_s: float = 0.1) -> None:
-        super().__init__(name="field-player", daemon=True)
-        self.player, self.interval_s = player, interval_s
-        self.stopping = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                self.player.tick()
-                self.stopping.wait(self.interval_s)
-        except BaseException as exc:  # surfaced by the caller
-            self.error = exc
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=10)
-
-
 # --- judging the end state ----------------------------------------------------------------------------------
 @dataclass
 class Assessment:
@@ -369,9 +262,9 @@ def _assess_store(s: Session, player: FieldPlayer, a: Assessment) -> None:
         )
     ).all()
     transitions = Counter((m, t) for m, t in rows if TRANSITION.match(t or ""))
-    for (message_id, text), n in transitions.items():
+    for (msg_id, transition), n in transitions.items():
         if n > 1:
-            a.duplicated.append(f"message {message_id} applied {n} times: {text}")
+            a.duplicated.append(f"message {msg_id} applied {n} times: {transition}")
     a.counts.update(inbox=len(inbox), batches=len(batches), field_messages=len(player.field_messages))
 
 
@@ -384,9 +277,20 @@ def crm_state(w: World) -> dict[int, dict[str, Any]]:
 
 # --- the daemon subprocess ---------------------------------------------------------------------------
 class DaemonProcess:
-    """`python -m sync.service.cli run` against both emulators; output goes to a file (no pipe to fill)."""
+    """`python -m sync.service.cli run` against both emulators; output goes to a file (no pipe to fill).
 
-    def __init__(self, w: World, workdir: Path, *, interval_s: float = 0.2, batch_size: int = 200) -> None:
+    STREAMING=on by default (issue 20 item 5: the crash suite proves itself with change events driving the
+    publisher); `streaming="off"` runs the polling cycle alone."""
+
+    def __init__(
+        self,
+        w: World,
+        workdir: Path,
+        *,
+        interval_s: float = 0.2,
+        batch_size: int = 200,
+        streaming: str = "on",
+    ) -> None:
         self.w, self.workdir = w, workdir
         self.log_path = workdir / "daemon.log"
         env = {
@@ -411,6 +315,7 @@ class DaemonProcess:
             DASHBOARD_PORT="0",
             BATCH_SIZE=str(batch_size),
             PYTHONPATH=str(ROOT),
+            STREAMING=streaming,
         )
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
@@ -494,6 +399,8 @@ class CrashRun:
     roundtrip_s: float | None  # first start to convergence
     assessment: Assessment
     wall_s: float
+    stream: StreamEvidence | None = None  # with office edits and streaming on: what shows it streamed
+    edits: int = 0  # work orders the office edited during the run
 
 
 def crash_run(
@@ -506,36 +413,61 @@ def crash_run(
     kill_window_s: tuple[float, float] = (0.5, 3.5),
     batch_size: int = 200,
     progress: Callable[[str], None] | None = None,
+    streaming: str = "on",
+    office: bool = False,
+    on_kill: Callable[[World, DaemonProcess], None] | None = None,
 ) -> CrashRun:
-    """One crash run: daemon + field, SIGKILL `kills` times at seeded random moments, restart, converge."""
+    """One crash run: daemon + field, SIGKILL `kills` times at seeded random moments, restart, converge.
+    `office`: work orders are edited throughout the kills too (tests/chaos/office.py); every last edit must
+    reach Dispatch (else it counts as lost), and with streaming on the run returns the stream's evidence.
+    `on_kill` looks at the world right after each SIGKILL, before the restart."""
     import random
 
     rng = random.Random(seed)
     t_start = time.monotonic()
+    stream: StreamEvidence | None = None
     with world(tmp, records, clock=FastClock()) as w:
         player = FieldPlayer(w.dispatch, w.orders)
         field_thread = PlayerThread(player)
-        daemon = DaemonProcess(w, tmp, batch_size=batch_size)
+        office_thread = OfficeThread(w.sf, w.orders, seed=seed) if office else None
+        daemon = DaemonProcess(w, tmp, batch_size=batch_size, streaming=streaming)
         field_thread.start()
         try:
             daemon.start()
+            if office_thread is not None:
+                office_thread.start()
             first_start = daemon.started_at
             for _ in range(kills):
                 time.sleep(rng.uniform(*kill_window_s))
                 daemon.kill9()
+                if on_kill is not None:
+                    on_kill(w, daemon)
                 daemon.start()
+            if office_thread is not None:
+                office_thread.stop()
             last_restart = daemon.started_at
             daemon.wait_ready()
             a, _ = wait_converged(w, player, converge_timeout, progress=progress)
             converged_at = time.monotonic()
             converge_s = converged_at - last_restart if a.converged else None
             roundtrip_s = converged_at - first_start if a.converged else None
+            missing: list[str] = []
+            if office_thread is not None:  # the edits' acks are written back after Dispatch has them
+                missing = wait_edits(w, office_thread.edits, converge_timeout)
+                a, _ = wait_converged(w, player, converge_timeout)
+                if streaming == "on":
+                    stream = wait_caught_up(w, daemon.log_path, timeout=15)
             a = assess(w, player)  # once more, after convergence: nothing moves twice later
+            a.lost.extend(missing)
+            a.counts["lost"] = len(a.lost)
         finally:
             field_thread.stop()
+            if office_thread is not None:
+                office_thread.stop()
             daemon.stop()
-        if field_thread.error is not None:
-            raise field_thread.error
+        for thread in (field_thread, office_thread):
+            if thread is not None and thread.error is not None:
+                raise thread.error
     return CrashRun(
         records,
         kills,
@@ -546,4 +478,6 @@ def crash_run(
         roundtrip_s,
         a,
         time.monotonic() - t_start,
+        stream,
+        len(office_thread.edits) if office_thread else 0,
     )
