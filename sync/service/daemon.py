@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import gc
 import logging
+import re
 import signal
 import socket
 import threading
@@ -67,6 +68,16 @@ def _publish(ctx: SyncContext) -> str:
     r = publish_changes(ctx)
     cadence.after_publish(ctx, r.requests_sent)
     return f"read {r.read}, changed {r.changed}, refused {r.refused}, requests {r.requests_sent}"
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _quiet(summary: str) -> bool:
+    """A run that did nothing (every count zero) or only chose to wait: with the fast polling after activity
+    (every 0.5 s for a minute) these would be most of the log, so they go at DEBUG (the health board and
+    /metrics still count them)."""
+    return summary.startswith("waiting") or all(float(n) == 0 for n in _NUMBER.findall(summary))
 
 
 def _resend_pending(ctx: SyncContext) -> str:
@@ -186,7 +197,8 @@ class Daemon:
         self.metrics.last_success.labels(job=name).set(datetime.now(UTC).timestamp())
         if name == "process":
             self.metrics.events.inc(ctx_events.pop(id(self.ctx), 0))
-        log.info("%s: %s", name, summary, extra={"job": name, "result": "ok"})
+        level = logging.DEBUG if _quiet(summary) else logging.INFO
+        log.log(level, "%s: %s", name, summary, extra={"job": name, "result": "ok"})
 
     def _failed(self, name: str, exc: Exception) -> None:
         assert self.metrics is not None

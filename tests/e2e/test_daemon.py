@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import queue
 import signal
@@ -13,6 +14,7 @@ import time
 import weakref
 from pathlib import Path
 
+import pytest
 import requests
 from sqlmodel import Session, select
 
@@ -156,3 +158,16 @@ def test_start_up_heap_is_frozen_and_later_garbage_still_collected() -> None:
         assert gone() is None
     finally:
         gc.unfreeze()
+
+
+def test_runs_that_did_nothing_log_at_debug_and_runs_with_work_at_info(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = Daemon(harness.ctx)
+    with caplog.at_level(logging.DEBUG, logger="dispatch_connector.daemon"):
+        daemon.run_job("poll")  # nothing waiting in agent/out
+        harness.work_order()
+        daemon.run_job("publish")
+    levels = {r.getMessage().split(":")[0]: r.levelno for r in caplog.records if r.name.endswith("daemon")}
+    assert levels == {"poll": logging.DEBUG, "publish": logging.INFO}
+    assert daemon.health.snapshot()["poll"].last_summary == "received 0, stored 0, redelivered 0, acked 0"
