@@ -221,6 +221,8 @@ def fault_run(
         stream: dict[str, Any] = {}
         if driver.listener is not None:
             stream = {**driver.listener.health(), "backoffs": len(driver.backoffs), "gap_rows": _gap_rows(w)}
+            stream["rounds_to_resume"] = _resume(driver, driver.listener)
+            stream["final_state"] = driver.listener.state
             driver.listener.stop()
         return FaultRun(
             crm_state(w),
@@ -247,6 +249,17 @@ def _office_edits(w: World, step: int, edits: dict[str, str]) -> None:
     for wo in w.orders[::EDIT_EVERY]:
         edits[wo] = f"Trips under load; office note {step}"
         w.sf.update("WorkOrder", wo, {"Description": edits[wo]})
+
+
+def _resume(driver: Driver, listener: StreamListener, limit: int = 10) -> int:
+    """The run may end right after a fault stopped the stream: with the faults gone, the listener must come
+    back to events by itself (it never dies on a fault). Loops of rounds it took (0: it was streaming)."""
+    driver.w.sf.faults.clear()
+    loops = 0
+    while listener.state != "streaming" and loops < limit:
+        driver._stream(listener)
+        loops += 1
+    return loops
 
 
 def _gap_rows(w: World) -> int:

@@ -94,7 +94,7 @@ def test_streaming_runs_lose_double_and_stick_nothing_and_reach_the_clean_state(
     assert run.assessment.summary() == "ok"
     assert _differing(clean, run) == ""
     assert run.edits_missing == []
-    assert run.stream["state"] == "streaming", run.stream  # back on events at the end, not dead or polling
+    assert run.stream["final_state"] == "streaming", run.stream  # once the faults stop: back on events
 
 
 def test_without_transport_faults_the_events_carry_every_edit(streamed: FaultRun) -> None:
