@@ -144,6 +144,7 @@ class StreamListener:
         self._failures = 0  # fallbacks (or failed publishes) in a row: the backoff's exponent
         self._outage: str | None = None  # the cause already reported: the same again writes no row
         self._bridge = False  # a cycle is due once the new subscription stands (it covers the time before)
+        self._blips = 0  # transient stream errors in a row while streaming: the first is retried in place
         self.state = "starting"  # streaming | polling | unavailable (auto, no CDC) | stopped
         self.counts = {
             "events": 0,
@@ -152,6 +153,7 @@ class StreamListener:
             "records_read": 0,
             "records_changed": 0,
             "fallbacks": 0,
+            "retried_in_place": 0,
             "cycles": 0,
         }
         self.last_error: str | None = None
@@ -230,8 +232,11 @@ class StreamListener:
             if self._stopping.is_set():
                 return  # stopped while polling: these events are read again at the next start
             if error is not None:
+                if self._retry_in_place(error):
+                    return
                 self._fall_back(error)
                 return
+            self._blips = 0
             self._take(events)
             if self._bridge:  # the subscription stands: a cycle covers the changes from before it
                 self._cycle()
@@ -240,6 +245,20 @@ class StreamListener:
                 self._resumed()
             if self._buffer.events and self._deadline is not None and self._clock() >= self._deadline:
                 self._flush()
+
+    def _retry_in_place(self, error: CrmError) -> bool:
+        """One transient failure (a 503, a dropped connection) while streaming is retried on the same stream,
+        which resumes after the last replay id it returned: a fallback (warning rows, a full cycle, a new
+        subscription) for one lost request was most of what a flaky network produced. A second in a row, or
+        an error retrying cannot mend (an expired replay id, a used-up allocation), falls back."""
+        mendable = error.retriable and not isinstance(error, ReplayIdTooOld | AllocationExhausted)
+        if self.state != "streaming" or self._stream is None or not mendable or self._blips:
+            self._blips = 0
+            return False
+        self._blips += 1
+        self.counts["retried_in_place"] += 1
+        log.info("change events: %s; retrying on the same subscription", error_words(error))
+        return True
 
     def _poll_wait(self) -> float:
         if self._deadline is None:

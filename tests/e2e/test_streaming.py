@@ -274,3 +274,31 @@ def test_a_batch_left_pending_by_an_outage_is_resent_on_the_publish_interval_whi
     assert live.jobs()[wo]["title"] == "Sent during an outage"
     assert live.h.sf.counts["query"] == queries  # nothing read
     assert "re-sent pending batches: requests 1" in str(daemon.health.snapshot()["publish"].last_summary)
+
+
+def test_one_lost_request_is_retried_on_the_same_subscription_without_a_fallback(live: Live) -> None:
+    listener = live.listener()
+    listener.step()
+    assert listener.state == "streaming"
+    live.h.sf.faults.set("streaming_connect", error_rate=1.0, error_status=503)
+    listener.step()  # one failed long poll: retried in place
+    live.h.sf.faults.clear()
+    wo = live.h.work_order(Subject="After one lost request")
+    live.pump(listener, lambda: listener.health()["buffered_events"] >= 1)
+    live.settle(listener)
+    assert live.jobs()[wo]["title"] == "After one lost request"
+    assert listener.counts["retried_in_place"] == 1 and listener.counts["fallbacks"] == 0
+    assert listener.state == "streaming" and live.rows("warning") == []
+
+
+def test_two_lost_requests_in_a_row_fall_back_and_lose_nothing(live: Live) -> None:
+    listener = live.listener()
+    listener.step()
+    live.h.sf.faults.set("streaming_connect", error_rate=1.0, error_status=503)
+    wo = live.h.work_order(Subject="Edited while the stream fails")
+    listener.step()
+    listener.step()  # the second failure in a row: fall back, the cycle publishes the edit
+    live.h.sf.faults.clear()
+    assert listener.counts["fallbacks"] == 1 and listener.state == "polling"
+    assert live.jobs()[wo]["title"] == "Edited while the stream fails"
+    assert any("change events on /data/WorkOrderChangeEvent stopped" in row for row in live.rows("warning"))
