@@ -16,6 +16,7 @@ import requests
 
 from connector import jsoncodec
 from connector.dispatch_connect.canonical import csv_parts, envelopes
+from connector.dispatch_connect.lean_http import LeanPoster
 from connector.dispatch_connect.signing import sign
 from connector.errors import ConnectorError, RemoteRejected, TransientError
 from connector.retry import send_with_retries
@@ -180,6 +181,7 @@ class DispatchConnectClient:
         self.gzip_body = gzip_body
         self.max_attempts = max(1, max_attempts)
         self.backoff_s = backoff_s
+        self._lean = LeanPoster(self.session)
         sign(secret_hex, b"")  # fail fast on a secret that is not hex
 
     def __repr__(self) -> str:  # never show the secret
@@ -225,7 +227,7 @@ class DispatchConnectClient:
         """One `agent/out` page (at most 10). Poll again while a full page comes back."""
         n = max(1, min(int(max_messages), MAX_MESSAGES_PER_POLL))
         body = jsoncodec.dumps({"maxNumberOfMessages": n})
-        response = self._post(PATH_OUT, body)
+        response = self._post(PATH_OUT, body, lean=True)
         try:
             data = response.json() if response.content.strip() else []
         except ValueError:
@@ -260,7 +262,7 @@ class DispatchConnectClient:
             payload["Result"] = "error"
             payload["Error"] = error
         body = jsoncodec.dumps(payload)
-        self._post(PATH_ACK, body)
+        self._post(PATH_ACK, body, lean=True)
 
     # -- transport -------------------------------------------------------------------------------
 
@@ -282,14 +284,20 @@ class DispatchConnectClient:
         *,
         headers: Mapping[str, str] | None = None,
         compress: bool = False,
+        lean: bool = False,
     ) -> requests.Response:
+        """`lean`: a small POST of the pull channel, sent without the Session's per-call work (about 1,200
+        of them confirm 1,000 published records; connector.dispatch_connect.lean_http)."""
         wire = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0) if compress else body
         all_headers = self._headers(wire, headers, compress)
         url = self.base_url + path
         endpoint = path.lstrip("/")
+        if self._lean.session is not self.session:  # the session was swapped after construction
+            self._lean = LeanPoster(self.session)
+        send = self._lean.post if lean else self._session_post
 
         response = send_with_retries(
-            lambda: self.session.post(url, data=wire, headers=all_headers, timeout=self.timeout),
+            lambda: send(url, wire, all_headers, self.timeout),
             endpoint=endpoint,
             service="Dispatch",
             max_attempts=self.max_attempts,
@@ -299,6 +307,11 @@ class DispatchConnectClient:
         if response.status_code >= 400:
             raise self._rejection(response, endpoint)
         return response
+
+    def _session_post(
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float
+    ) -> requests.Response:
+        return self.session.post(url, data=body, headers=headers, timeout=timeout)
 
     def _rejection(self, response: requests.Response, endpoint: str) -> DispatchRejected:
         status = response.status_code
