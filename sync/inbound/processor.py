@@ -181,8 +181,9 @@ def process_group(
     acks: list[tuple[RecordResult, str]] = []
     consumed = applied = 0
     with session_scope(ctx.engine) as session:
+        rows = _locked_rows(session, message_ids)
         for message_id in message_ids:
-            applied += _apply(ctx, session, message_id, acks)
+            applied += _apply(ctx, session, message_id, acks, row=rows.get(message_id))
             consumed += 1
             if stop is not None and stop():
                 break
@@ -191,10 +192,23 @@ def process_group(
     return consumed, applied
 
 
+def _locked_rows(session: Session, message_ids: list[str]) -> dict[str, InboxMessage]:
+    """A group's inbox rows in one query (one each was ~a tenth of applying an ack), locked as one."""
+    query = select(InboxMessage).where(col(InboxMessage.message_id).in_(message_ids)).with_for_update()
+    return {row.message_id: row for row in session.exec(query).all()}
+
+
 def _apply(
-    ctx: SyncContext, session: Session, message_id: str, acks: list[tuple[RecordResult, str]] | None = None
+    ctx: SyncContext,
+    session: Session,
+    message_id: str,
+    acks: list[tuple[RecordResult, str]] | None = None,
+    *,
+    row: InboxMessage | None = None,
 ) -> bool:
-    row = session.get(InboxMessage, message_id, with_for_update=True)
+    """Apply one message in `session`; `row`: its inbox row, loaded and locked already (else looked up)."""
+    if row is None:
+        row = session.get(InboxMessage, message_id, with_for_update=True)
     if row is None or row.status != "new":
         return False
     translate, label = ctx.translator(row.system)
