@@ -11,7 +11,8 @@ The intervals stay the idle cadence; these make work flow through at once (docs/
   and poll at once, which starts a hot spell (the acks and field reactions come back through the pull
   channel);
 - writeback: a flush woken early waits for its Collections calls to fill (sync.writeback.queue
-  flush_wait_s), by waking itself again later instead of flushing a handful of records.
+  flush_timing), by waking itself again later instead of flushing a handful of records; one that goes
+  while the queue still fills sends whole calls and wakes itself for the rest.
 
 Every call is a no-op outside a running daemon (sync.service.wakeups.wake).
 """
@@ -25,7 +26,7 @@ from sync.context import SyncContext
 from sync.inbound.poller import PollReport, poll_again_in
 from sync.inbound.processor import ProcessReport
 from sync.service.wakeups import wake, waking
-from sync.writeback.queue import flush_wait_s
+from sync.writeback.queue import flush_timing
 
 _last_activity: dict[int, float] = {}  # monotonic time of the last message received or batch sent, per ctx
 
@@ -57,12 +58,26 @@ def after_process(report: ProcessReport, limit: int) -> None:
         wake("process")
 
 
+_whole_calls: dict[int, bool] = {}  # per ctx: the flush writeback_wait said to run now sends whole calls
+
+
 def writeback_wait(ctx: SyncContext) -> float:
     """Seconds to let the write-back queue fill before flushing (0.0: flush now); asks for that later run.
-    Outside a running daemon (`run --once`) nobody would run it later: always now."""
+    A flush now while the queue still fills sends whole Collections calls (`whole_calls`), and the rest is
+    asked for when the burst is quiet or overdue. Outside a running daemon (`run --once`) nobody would run
+    it later: always now, everything."""
+    _whole_calls[id(ctx)] = False
     if not waking():
         return 0.0
-    wait = flush_wait_s(ctx.engine, batch_size=ctx.settings.writeback_batch_size)
+    wait, rest_in = flush_timing(ctx.engine, batch_size=ctx.settings.writeback_batch_size)
     if wait > 0:
         wake("writeback", wait)
+    elif rest_in is not None:
+        _whole_calls[id(ctx)] = True
+        wake("writeback", rest_in)
     return wait
+
+
+def whole_calls(ctx: SyncContext) -> bool:
+    """Whether the flush after the last `writeback_wait` (same job run) sends only full Collections calls."""
+    return _whole_calls.get(id(ctx), False)

@@ -108,6 +108,7 @@ def _writeback(ctx: SyncContext) -> str:
         ctx.crm,
         batch_size=ctx.settings.writeback_batch_size,
         concurrency=ctx.settings.writeback_concurrency,
+        whole_calls=cadence.whole_calls(ctx),  # the queue still fills: full Collections calls only
     )
     linked = link_field_customers(ctx)  # jobs born in the field: their customer as a Contact (next flush)
     return (

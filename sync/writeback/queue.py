@@ -24,7 +24,7 @@ from sync.store.dbtypes import utcnow
 from sync.store.models import WRITE_BACKS, WriteBack
 from sync.store.synclog import write_log
 from sync.writeback.outcome import GONE, CrmWriter, FlushReport, flush_chunk
-from sync.writeback.plan import Unit, apply_plan, due_rows, plan_flush
+from sync.writeback.plan import Queued, RecordKey, Unit, apply_plan, due_rows, plan_flush, record_key
 from sync.writeback.timing import backoff, last_attempt_at
 
 MAX_COLLECTION = 200
@@ -46,6 +46,7 @@ __all__ = [
     "enqueue_sourced_updates",
     "enqueue_update",
     "enqueue_updates",
+    "flush_timing",
     "flush_wait_s",
     "flush_writebacks",
     "last_attempt_at",
@@ -138,6 +139,7 @@ def flush_writebacks(
     limit: int = 5000,
     batch_size: int = MAX_COLLECTION,
     concurrency: int = FLUSH_CONCURRENCY,
+    whole_calls: bool = False,
 ) -> FlushReport:
     """Write the due rows, up to `concurrency` Collections calls at a time.
 
@@ -146,9 +148,14 @@ def flush_writebacks(
     its own rows in its own transaction, so calls are independent: running a few at once overlaps their
     round trips. Salesforce serves concurrent API requests; rows it reports locked (UNABLE_TO_LOCK_ROW,
     e.g. children of one parent written at once) are retried by the gateway and then by this queue's
-    backoff. The report says how many records failed, so a caller can tell "nothing landed" from "done"."""
+    backoff. The report says how many records failed, so a caller can tell "nothing landed" from "done".
+
+    `whole_calls`: only the records that fill Collections calls of `batch_size` are written (per operation
+    and object, oldest first); the rest stays pending for a later flush. For a flush asked for while the
+    queue still fills (`flush_timing`), so a burst goes out in full calls."""
     with session_scope(engine) as session:
-        plan = plan_flush(due_rows(session, limit), utcnow())
+        rows = due_rows(session, limit)
+        plan = plan_flush(_filling_calls(rows, batch_size) if whole_calls else rows, utcnow())
         if plan.superseded or plan.narrowed:
             apply_plan(session, plan)
     report = FlushReport(rows_done=len(plan.superseded))
@@ -170,13 +177,42 @@ def flush_wait_s(
     Now when nothing is due (the flush's other work, the log mirror and files, goes on), when the due rows
     name `batch_size` records (a full call), when none arrived for `settle_s` (the burst is over), or when
     the oldest has waited `max_wait_s` (a steady trickle still lands within that bound). One query."""
+    return flush_timing(engine, batch_size=batch_size, settle_s=settle_s, max_wait_s=max_wait_s, now=now)[0]
+
+
+def flush_timing(
+    engine: Engine,
+    *,
+    batch_size: int = MAX_COLLECTION,
+    settle_s: float = FLUSH_SETTLE_S,
+    max_wait_s: float = FLUSH_MAX_WAIT_S,
+    now: datetime | None = None,
+) -> tuple[float, float | None]:
+    """(`flush_wait_s`, when the rest is due): the second is not None when the flush goes now only because
+    the due rows fill a call while the burst goes on (neither quiet nor overdue yet). Such a flush sends
+    whole calls (`flush_writebacks(whole_calls=True)`), and the rest goes that many seconds later (when
+    quiet or overdue), not as a short call now: with the processor keeping up, a flush woken at 230 due
+    records sent 200 + 30, and 1,000 confirmations took 8 calls instead of 5."""
     now = now or utcnow()
     records, oldest, newest = _due_summary(engine, now)
-    if not records or records >= batch_size or oldest is None or newest is None:
-        return 0.0
+    if not records or oldest is None or newest is None:
+        return 0.0, None
     quiet_in = settle_s - (now - newest).total_seconds()
     overdue_in = max_wait_s - (now - oldest).total_seconds()
-    return max(0.0, min(quiet_in, overdue_in))
+    rest_in = max(0.0, min(quiet_in, overdue_in))
+    if records >= batch_size:
+        return 0.0, (rest_in if rest_in > 0 else None)
+    return rest_in, None
+
+
+def _filling_calls(rows: list[Queued], batch_size: int) -> list[Queued]:
+    """The rows of the oldest records that fill whole calls of `batch_size`, per (operation, object); all
+    rows of a record or none (a plan needs every pending value of a record)."""
+    records: dict[tuple[str, str], dict[RecordKey, None]] = defaultdict(dict)  # ordered sets
+    for row in rows:
+        records[(row.operation, row.crm_object)].setdefault(record_key(row))
+    keep = {key for group in records.values() for key in list(group)[: len(group) // batch_size * batch_size]}
+    return [row for row in rows if record_key(row) in keep]
 
 
 _DUE_SUMMARY_SQLITE = (
