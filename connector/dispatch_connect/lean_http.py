@@ -110,8 +110,8 @@ class LeanPoster:
         if select_proxy(url, settings["proxies"]):
             return None
         adapter = s.get_adapter(url)
-        if type(adapter) is not HTTPAdapter:
-            return None
+        if type(adapter) is not HTTPAdapter or not hasattr(adapter, "get_connection_with_tls_context"):
+            return None  # another adapter sends its own way; requests < 2.32.2 has no pool lookup by TLS
         return _Route(url, adapter, settings["verify"], settings["cert"])
 
 

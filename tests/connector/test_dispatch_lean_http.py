@@ -149,3 +149,22 @@ def test_tls_verifies_with_the_sessions_ca(
     with pytest.raises(DispatchUnavailable) as info:
         untrusting.poll()
     assert str(info.value).endswith("SSLError talking to agent/out")
+
+
+class CountingAdapter(requests.adapters.HTTPAdapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self.sent.append(str(request.url))
+        return super().send(request, *args, **kwargs)
+
+
+def test_an_adapter_mounted_later_is_used(dispatch_emulator: DispatchEmulator) -> None:
+    client = client_for(dispatch_emulator.base_url)
+    assert client.poll() == []  # the short path, planned for this URL
+    adapter = CountingAdapter()
+    client.session.mount("http://", adapter)
+    assert client.poll() == []
+    assert adapter.sent == [f"{dispatch_emulator.base_url}/agent/out"]
