@@ -150,9 +150,9 @@ def flush_writebacks(
     e.g. children of one parent written at once) are retried by the gateway and then by this queue's
     backoff. The report says how many records failed, so a caller can tell "nothing landed" from "done".
 
-    `whole_calls`: only the records that fill Collections calls of `batch_size` are written (per operation
-    and object, oldest first); the rest stays pending for a later flush. For a flush asked for while the
-    queue still fills (`flush_timing`), so a burst goes out in full calls."""
+    `whole_calls`: an operation and object with a full call or more writes only its oldest records that fill
+    calls of `batch_size`; its tail stays pending for a later flush. For a flush asked for while the queue
+    still fills (`flush_timing`), so a burst goes out in full calls."""
     with session_scope(engine) as session:
         rows = due_rows(session, limit)
         plan = plan_flush(_filling_calls(rows, batch_size) if whole_calls else rows, utcnow())
@@ -206,12 +206,18 @@ def flush_timing(
 
 
 def _filling_calls(rows: list[Queued], batch_size: int) -> list[Queued]:
-    """The rows of the oldest records that fill whole calls of `batch_size`, per (operation, object); all
-    rows of a record or none (a plan needs every pending value of a record)."""
+    """Per (operation, object): the oldest records that fill whole calls of `batch_size` when it has a full
+    call or more (its tail waits), every record when it has less (as before: held back, it would go as a
+    short call of its own later, which made a steady stream of field events cost more calls, bench/poller.py).
+    All rows of a record or none (a plan needs every pending value of a record)."""
     records: dict[tuple[str, str], dict[RecordKey, None]] = defaultdict(dict)  # ordered sets
     for row in rows:
         records[(row.operation, row.crm_object)].setdefault(record_key(row))
-    keep = {key for group in records.values() for key in list(group)[: len(group) // batch_size * batch_size]}
+    keep: set[RecordKey] = set()
+    for group in records.values():
+        keep.update(
+            list(group)[: len(group) // batch_size * batch_size] if len(group) >= batch_size else group
+        )
     return [row for row in rows if record_key(row) in keep]
 
 

@@ -35,7 +35,8 @@ def queue(
 ) -> None:
     with freeze_time(at), session_scope(harness.ctx.engine) as session:
         for crm_id in ids:
-            enqueue_update(session, obj, crm_id, {"Dispatch_Status__c": value})
+            field = "Dispatch_Status__c" if obj == "WorkOrder" else "Dispatch_Error__c"
+            enqueue_update(session, obj, crm_id, {field: value})
 
 
 def pending(harness: Harness) -> list[str]:
@@ -74,13 +75,16 @@ def test_whole_calls_write_the_oldest_full_calls_and_keep_the_rest(harness: Harn
     assert harness.sf.counts.get("collections", 0) - before == 3
 
 
-def test_whole_calls_count_per_object(harness: Harness) -> None:
-    queue(harness, T0, [f"0WO{i:015d}" for i in range(150)])
-    queue(harness, T0, [f"001{i:015d}" for i in range(100)], obj="Account")  # 250 records, no full call
-    before = dict(harness.sf.counts)
+def test_whole_calls_trim_only_an_object_with_a_full_call(harness: Harness) -> None:
+    orders = work_orders(harness, 230)
+    accounts = harness.sf.insert_many("Account", ({"Name": f"Customer {i}"} for i in range(30)))
+    queue(harness, T0, orders)
+    queue(harness, T0, accounts, obj="Account")  # short of a call: sent whole, as a flush did before
+    before = harness.sf.counts.get("collections", 0)
     report = flush_writebacks(harness.ctx.engine, harness.ctx.crm, whole_calls=True)
-    assert (report.records_written, report.calls, harness.sf.counts) == (0, 0, before)
-    assert len(pending(harness)) == 250
+    assert (report.records_written, harness.sf.counts.get("collections", 0) - before) == (230, 2)
+    assert pending(harness) == orders[200:]
+    assert all(harness.sf.get("Account", i)["Dispatch_Error__c"] == "accepted" for i in accounts)
 
 
 def test_the_daemon_flush_sends_whole_calls_and_asks_for_the_rest(harness: Harness) -> None:
