@@ -1,17 +1,29 @@
-"""sync.inbound.inbox.store_page: a page stored set-based has store_delivery's effects, message by message."""
+"""sync.inbound.inbox.store_page: a page stored set-based has store_delivery's effects, message by message,
+on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from connector.ports import Delivery
 from connector.text import storable
 from sync.inbound.inbox import store_delivery, store_page
-from sync.store.db import session_scope
+from sync.store.db import make_engine, session_scope, upgrade
 from sync.store.models import InboxMessage, SyncLog
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A migrated store, once on SQLite and once on PostgreSQL (the page's INSERT is Core, typed by hand)."""
+    eng = make_engine(db_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
 
 
 def delivery(ident: str, payload: Any = None, **kwargs: Any) -> Delivery:
