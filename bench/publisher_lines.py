@@ -62,56 +62,13 @@ from sync.outbound.outbox import PublishReport
 from sync.outbound.publisher import publish_changes
 from sync.writeback.queue import flush_writebacks
 from tests import bench_rig as _harness
+from tests.e2e.test_child_records import LINE_ITEM_FIELDS, LINE_ITEMS, LINE_RECORDS
 
 LATENCY_S = 0.002
 BATCH_SIZE = 200
 LINES_PER_RECORD = 5
 REPEATS = 3
-LINE_ITEM_FIELDS: dict[str, Any] = {
-    "WorkOrderId": {"type": "reference", "to": "WorkOrder", "child_relationship": "WorkOrderLineItems"},
-    "LineItemNumber": "string",
-    "Description": "textarea",
-    "Quantity": "double",
-    "UnitPrice": "currency",
-    "Status": {"type": "picklist", "picklist_values": ["New", "Canceled"]},
-}
-CHILDREN = {
-    "WorkOrderLineItems": {
-        "object": "WorkOrderLineItem",
-        "parent_field": "WorkOrderId",
-        "select": ["Id", "Description", "Quantity", "UnitPrice", "LineItemNumber"],
-        "where": "Status != 'Canceled'",
-        "order_by": "LineItemNumber",
-    }
-}
-LINE_RECORDS: list[dict[str, Any]] = [
-    {
-        "type": "billing_item",
-        "each": "WorkOrderLineItems",
-        "external_id": "Id",
-        "fields": {
-            "title": "Description",
-            "external_organization_id": "$parent.Dispatch_Service_Provider__c",
-        },
-    },
-    {
-        "type": "billing_document",
-        "external_id": {"template": "{Id}-estimate"},
-        "fields": {
-            "external_job_id": "Id",
-            "doc_type": {"const": "estimate"},
-            "lines": {
-                "children": "WorkOrderLineItems",
-                "fields": {
-                    "external_billing_item_id": "Id",
-                    "title": "Description",
-                    "qty": {"field": "Quantity", "format": "int"},
-                    "price": {"field": "UnitPrice", "format": "float"},
-                },
-            },
-        },
-    },
-]
+CHILDREN = {"WorkOrderLineItems": LINE_ITEMS}
 # (field of a record, record type it names) per record type: what must be applied before it
 REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
     "customer": (("external_organization_id", "organization"),),

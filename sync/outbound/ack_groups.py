@@ -24,11 +24,11 @@ from sync.outbound.confirmation import (
     _primary_tracked,
     follow_request,
     queue_sourced_confirmations,
+    take_ack,
 )
 from sync.store.db import IN_CLAUSE_CHUNK, chunked
 from sync.store.dbtypes import utcnow
 from sync.store.models import EntityStateRow, OutboxItem, TrackedRecord
-from sync.store.synclog import write_log
 
 ItemKey = tuple[str, str | None, str | None]  # (batch message id, record type, external id)
 
@@ -94,20 +94,9 @@ def _confirm(
 ) -> None:
     now = utcnow()
     for tracked, ack, _ in confirmed:
-        if ack.remote_id is not None:
-            tracked.remote_id = ack.remote_id
-        if ack.details:  # the ids a create made (job, provider, contact, appointment): on the timeline
-            created = ", ".join(f"{key} {value}" for key, value in ack.details.items() if value is not None)
-            write_log(
-                session,
-                f"{ack.record_type} {ack.external_id} created: {created}",
-                direction="out",
-                entity=ack.record_type,
-                crm_record_id=tracked.crm_id,
-                external_id=ack.external_id,
-                msg_id=ack.message_id,
-                details=dict(ack.details),
-            )
+        take_ack(
+            session, tracked, ack, model=ack.record_type, external_id=ack.external_id, msg_id=ack.message_id
+        )
         tracked.confirmed_at, tracked.last_error = now, None
         session.add(tracked)
     queue_sourced_confirmations(session, mapping, [(t.crm_object, t.crm_id, s) for t, _, s in confirmed], now)

@@ -221,26 +221,40 @@ def _apply_ack(session: Session, mapping: MappingConfig, ack: RecordResult, *, s
     # whose primary record this is, with one query, and close each batch once.
     confirmed = _primary_tracked(session, items)
     for tracked in confirmed:
-        if ack.remote_id is not None:
-            tracked.remote_id = ack.remote_id
-        if ack.details:  # the ids a create made (job, provider, contact, appointment): on the timeline
-            created = ", ".join(f"{key} {value}" for key, value in ack.details.items() if value is not None)
-            write_log(
-                session,
-                f"{model} {external_id} created: {created}",
-                direction="out",
-                entity=model,
-                crm_record_id=tracked.crm_id,
-                external_id=external_id,
-                msg_id=msg_id,
-                details=dict(ack.details),
-            )
+        take_ack(session, tracked, ack, model=model, external_id=external_id, msg_id=msg_id)
     confirm_records(session, mapping, confirmed, source=source)
     for tracked in confirmed:
         _follow_confirmed_request(session, tracked, msg_id)
     for message_id in {item.message_id for item in items}:
         _close_batch_if_done(session, message_id)
     return True
+
+
+def take_ack(
+    session: Session,
+    tracked: TrackedRecord,
+    ack: RecordResult,
+    *,
+    model: str | None,
+    external_id: str | None,
+    msg_id: str | None,
+) -> None:
+    """The back end's id for the record, and the ids a create made (job, provider, contact, appointment) on
+    the record's timeline: what an ack teaches us beyond "confirmed"."""
+    if ack.remote_id is not None:
+        tracked.remote_id = ack.remote_id
+    if ack.details:
+        created = ", ".join(f"{key} {value}" for key, value in ack.details.items() if value is not None)
+        write_log(
+            session,
+            f"{model} {external_id} created: {created}",
+            direction="out",
+            entity=model,
+            crm_record_id=tracked.crm_id,
+            external_id=external_id,
+            msg_id=msg_id,
+            details=dict(ack.details),
+        )
 
 
 def _follow_confirmed_request(session: Session, tracked: TrackedRecord, msg_id: str | None) -> None:

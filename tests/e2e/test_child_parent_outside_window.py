@@ -13,25 +13,16 @@ from connector.mapping import load_mapping
 from sync.outbound.publisher import publish_changes
 from sync.writeback.queue import flush_writebacks
 from tests.bench_rig import Rig, rig
-from tests.e2e.test_child_records import LINE_ITEMS, RECORDS
-
-LINE_FIELDS = {
-    "WorkOrderId": {"type": "reference", "to": "WorkOrder", "child_relationship": "WorkOrderLineItems"},
-    "LineItemNumber": "string",
-    "Description": "textarea",
-    "Quantity": "double",
-    "UnitPrice": "currency",
-    "Status": {"type": "picklist", "picklist_values": ["New", "Canceled"]},
-}
+from tests.e2e.test_child_records import LINE_ITEM_FIELDS, LINE_ITEMS, LINE_RECORDS
 
 
 def _with_line_items(r: Rig) -> None:
-    r.sf.define_object("WorkOrderLineItem", LINE_FIELDS, key_prefix="1WL")
+    r.sf.define_object("WorkOrderLineItem", LINE_ITEM_FIELDS, key_prefix="1WL")
     data = yaml.safe_load(Path(str(r.ctx.settings.mapping_file)).read_text(encoding="utf-8"))
     work_order = data["objects"]["WorkOrder"]
     work_order["children"] = {"WorkOrderLineItems": LINE_ITEMS}
     job = work_order["records"].pop()
-    work_order["records"] += [*RECORDS[:2], job]  # billing items and the estimate; the job stays last
+    work_order["records"] += [*LINE_RECORDS, job]  # billing items and the estimate; the job stays last
     path = r.tmp / "lines.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     r.ctx.mapping = load_mapping(path)

@@ -17,6 +17,16 @@ from connector.mapping import DEFAULT_MAPPING, load_mapping
 from sync.store.models import SyncLog
 from tests.e2e.conftest import Harness
 
+# The line-item object, its child relationship and the records it becomes: shared with
+# test_child_parent_outside_window.py and bench/publisher_lines.py.
+LINE_ITEM_FIELDS: dict[str, Any] = {
+    "WorkOrderId": {"type": "reference", "to": "WorkOrder", "child_relationship": "WorkOrderLineItems"},
+    "LineItemNumber": "string",
+    "Description": "textarea",
+    "Quantity": "double",
+    "UnitPrice": "currency",
+    "Status": {"type": "picklist", "picklist_values": ["New", "Canceled"]},
+}
 LINE_ITEMS = {
     "object": "WorkOrderLineItem",
     "parent_field": "WorkOrderId",
@@ -24,7 +34,7 @@ LINE_ITEMS = {
     "where": "Status != 'Canceled'",
     "order_by": "LineItemNumber",
 }
-RECORDS: list[dict[str, Any]] = [
+LINE_RECORDS: list[dict[str, Any]] = [
     {
         "type": "billing_item",
         "each": "WorkOrderLineItems",
@@ -51,6 +61,9 @@ RECORDS: list[dict[str, Any]] = [
             },
         },
     },
+]
+RECORDS: list[dict[str, Any]] = [
+    *LINE_RECORDS,
     {
         "type": "attachment",
         "when": "Photo_Version_Id__c",
@@ -67,22 +80,7 @@ RECORDS: list[dict[str, Any]] = [
 @pytest.fixture
 def child_harness(harness: Harness, tmp_path: Path) -> Iterator[Harness]:
     """The default mapping plus line items, an estimate and a photo; the org gains line items."""
-    harness.sf.define_object(
-        "WorkOrderLineItem",
-        {
-            "WorkOrderId": {
-                "type": "reference",
-                "to": "WorkOrder",
-                "child_relationship": "WorkOrderLineItems",
-            },
-            "LineItemNumber": "string",
-            "Description": "textarea",
-            "Quantity": "double",
-            "UnitPrice": "currency",
-            "Status": {"type": "picklist", "picklist_values": ["New", "Canceled"]},
-        },
-        key_prefix="1WL",
-    )
+    harness.sf.define_object("WorkOrderLineItem", LINE_ITEM_FIELDS, key_prefix="1WL")
     harness.sf.define_object(
         "WorkOrder", {"Photo_Version_Id__c": {"type": "reference", "to": "ContentVersion"}}
     )
