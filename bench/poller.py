@@ -31,11 +31,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from multiprocessing import get_context
+from contextlib import AbstractContextManager
 from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import Any
@@ -96,27 +93,9 @@ class _Manager(BaseManager):
 _Manager.register("PollerHost", PollerHost)
 
 
-@contextmanager
-def poller_rig(contacts: int) -> Iterator[_harness.RemoteRig]:
+def poller_rig(contacts: int) -> AbstractContextManager[_harness.RemoteRig]:
     """tests/bench_rig.remote_rig with PollerHost: the emulators in a spawned process, the engine here."""
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, _Manager(ctx=get_context("spawn")) as manager:
-        host = manager.PollerHost(contacts)  # type: ignore[attr-defined]
-        try:
-            info = host.info()
-            folder = Path(tmp)
-            sf = _harness._RemoteSalesforce(host, info)
-            mapping = _harness.workorder_only_mapping(folder)
-            ctx = _harness.make_context(folder, sf.base_url, sf.session(), info["dispatch_url"], mapping)
-            dispatch = _harness._RemoteDispatch(host, info)
-            clock = _harness._RemoteClock(host)
-            r = _harness.RemoteRig(sf, dispatch, ctx, clock, info["provider_id"], [], folder)  # type: ignore[arg-type]
-            r.host = host
-            try:
-                yield r
-            finally:
-                ctx.engine.dispose()
-        finally:
-            host.close()
+    return _harness.remote_rig(contacts, manager_class=_Manager, host_name="PollerHost")
 
 
 def sequential(r: _harness.Rig) -> float:

@@ -378,13 +378,23 @@ class RemoteRig(Rig):
 
 
 @contextmanager
-def remote_rig(contacts: int = 100, workorder_only: bool = True, **overrides: Any) -> Iterator[RemoteRig]:
-    """Like rig(), with both emulators in a separate process (spawned, so no thread state is forked)."""
+def remote_rig(
+    contacts: int = 100,
+    workorder_only: bool = True,
+    *,
+    manager_class: type[BaseManager] | None = None,
+    host_name: str = "EmulatorHost",
+    **overrides: Any,
+) -> Iterator[RemoteRig]:
+    """Like rig(), with both emulators in a separate process (spawned, so no thread state is forked).
+
+    A benchmark that needs more of the emulators' process (an EmulatorHost subclass) registers it with a
+    manager class of its own and passes both."""
     with (
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
-        _HostManager(ctx=get_context("spawn")) as manager,
+        (manager_class or _HostManager)(ctx=get_context("spawn")) as manager,
     ):
-        host = manager.EmulatorHost(contacts)
+        host = getattr(manager, host_name)(contacts)
         try:
             info = host.info()
             folder = Path(tmp)
